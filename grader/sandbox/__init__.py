@@ -1,0 +1,1 @@
+"""Sandboxes: where untrusted submissions run. Kept import-light: the worker lives here too."""

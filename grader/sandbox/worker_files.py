@@ -1,0 +1,14 @@
+"""The files a worker needs at run time (stdlib + NumPy only), relative to the repo's root.
+
+The local backend runs them from the installed package; the Docker image copies exactly these.
+"""
+
+WORKER_FILES: tuple[str, ...] = (
+    "grader/__init__.py",
+    "grader/protocol.py",
+    "grader/interpreter.py",
+    "grader/sandbox/__init__.py",
+    "grader/sandbox/worker.py",
+)
+
+WORKER_MODULE = "grader.sandbox.worker"
