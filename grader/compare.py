@@ -1,0 +1,240 @@
+"""Compares a submission's evidence with torch's and explains the first difference.
+
+Shared by every suite: ``assert_same(program, expected, got)`` raises ``Mismatch`` whose text
+names the tensor and the op, gives expected vs got (shape, dtype, max abs and rel error, the
+worst element) and ends with a reproducer that fails the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader.interpreter import RunResult, TensorState
+from grader.program import Program
+from grader.render import LITERAL_LIMIT, Renderer, StopAt, array_literal, fact_check, render_program
+
+RTOL = 1e-6
+ATOL = 1e-8
+MAX_LISTED = 4
+
+
+class Mismatch(AssertionError):
+    """A submission's evidence differs from torch's; ``str()`` is the student's feedback."""
+
+
+@dataclass
+class Difference:
+    """One observed difference, with what the reproducer must assert to show it."""
+
+    headline: str
+    details: list[str] = field(default_factory=list)
+    stop: StopAt | None = None
+    order: tuple[int, int] = (0, 0)
+
+
+def describe_step(program: Program, name: str) -> str:
+    """``h = t1.relu()``: the line of the reproducer that made ``name``."""
+    step = program.producer(name)
+    return Renderer(program).step_line(step)[0] if step else name
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _shape(arr: np.ndarray | None) -> str:
+    return "None" if arr is None else str(tuple(arr.shape))
+
+
+def _value_details(exp: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> tuple[list[str], tuple[int, ...]]:
+    err = np.abs(got - exp)
+    excess = err - (atol + rtol * np.abs(exp))
+    excess = np.where(np.isnan(got), np.inf, excess)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), exp.shape)) if exp.ndim else ()
+    rel = err / np.maximum(np.abs(exp), atol)
+    bad = int(np.count_nonzero(~np.isclose(got, exp, rtol=rtol, atol=atol)))
+    where = f" at {list(worst)}" if exp.ndim else ""
+    return [
+        f"max abs error {_fmt(float(np.nanmax(err)) if np.isfinite(err).any() else float('nan'))}, "
+        f"max rel error {_fmt(float(np.nanmax(rel)) if np.isfinite(rel).any() else float('nan'))}; "
+        f"{bad} of {exp.size} elements differ",
+        f"worst element{where}: expected {_fmt(float(exp[worst]))}, got {_fmt(float(got[worst]))}",
+    ], worst
+
+
+def _array_check(expr: str, exp: np.ndarray, worst: tuple[int, ...], rtol: float, atol: float) -> list[str]:
+    lines = [f"got = np.asarray({expr})",
+             f"assert got.shape == {tuple(exp.shape)!r}, f'{expr} has shape {{got.shape}}, expected {tuple(exp.shape)!r}'"]
+    if exp.size <= LITERAL_LIMIT:
+        lines += [f"expected = {array_literal(exp)}  # computed by torch.autograd",
+                  f"np.testing.assert_allclose(got, expected, rtol={rtol}, atol={atol}, err_msg='{expr}')"]
+    else:
+        idx = list(worst)
+        lines += [f"expected = {float(exp[worst])!r}  # torch.autograd's value of {expr}{idx}",
+                  f"assert np.isclose(got{idx}, expected, rtol={rtol}, atol={atol}), "
+                  f"f'{expr}{idx} = {{got{idx}}}, expected {{expected}}'"]
+    return lines
+
+
+class Comparer:
+    """Walks expected evidence in program order and collects differences from ``got``."""
+
+    def __init__(self, program: Program, expected: RunResult, got: RunResult, rtol: float, atol: float) -> None:
+        self.p, self.exp, self.got = program, expected, got
+        self.rtol, self.atol = rtol, atol
+        self.order = {s.get("out"): i for i, s in enumerate(program.flat_steps()) if s.get("out")}
+        self.diffs: list[Difference] = []
+
+    def run(self) -> list[Difference]:
+        if self.got.error and self.got.error != self.exp.error:
+            self._error()
+        for label, states in self.exp.snapshots.items():
+            for name, st in states.items():
+                self._tensor(label, name, st, self.got.snapshots.get(label, {}).get(name))
+        for label, value in self.exp.caught.items():
+            self._caught(label, value, self.got.caught.get(label))
+        for label, value in self.exp.facts.items():
+            self._fact(label, value, self.got.facts.get(label))
+        for key, ok in self.got.inputs_unchanged.items():
+            if not ok and self.exp.inputs_unchanged.get(key, True):
+                self.diffs.append(Difference(
+                    "an array passed to Tensor(...) or to an op was modified in place",
+                    ["Tensor(data) must copy data, and ops must never modify their inputs."], order=(9, 0)))
+        return self.diffs
+
+    def _error(self) -> None:
+        err = self.got.error or {}
+        flat = self.p.flat_steps()
+        step = flat[err.get("step", 0)] if 0 <= err.get("step", -1) < len(flat) else None
+        line = Renderer(self.p).step_line(step)[0] if step and Renderer(self.p).step_line(step) else "?"
+        details = [f"while running: {line}"]
+        if err.get("traceback"):
+            details += ["", *str(err["traceback"]).splitlines()]
+        self.diffs.append(Difference(f"{err.get('type')}: {err.get('message')}", details,
+                                     StopAt([], index=err.get("step")), order=(-1, 0)))
+
+    def _tensor(self, label: str, name: str, exp: TensorState, got: TensorState | None) -> None:
+        pos = self.order.get(name, 0)
+        if got is None:
+            if not self.got.error:
+                self.diffs.append(Difference(f"no evidence for {name} at '{label}'", order=(8, pos)))
+            return
+        stop = lambda lines: StopAt(lines, label=label, before=True)  # noqa: E731
+        if got.requires_grad != exp.requires_grad:
+            self.diffs.append(Difference(
+                f"{name}.requires_grad is {got.requires_grad!r}, expected {exp.requires_grad!r}",
+                [f"{name} = ...: {describe_step(self.p, name)}", _requires_grad_rule(exp.requires_grad)],
+                stop([f"assert {name}.requires_grad is {exp.requires_grad!r}, "
+                      f"f'{name}.requires_grad is {{{name}.requires_grad!r}}'"]), order=(1, pos)))
+        self._array(label, name, "data", exp.data, got.data, got.data_dtype, got.data_problem, pos, stop)
+        if exp.grad_is_none != got.grad_is_none:
+            want = "None" if exp.grad_is_none else "an array"
+            details = [f"{name} = ...: {describe_step(self.p, name)}",
+                       "tensors that do not require grad keep grad None; every tensor in the graph that "
+                       "requires grad (intermediates too) gets a grad from backward()"]
+            self.diffs.append(Difference(f"{name}.grad is {'None' if got.grad_is_none else 'set'}, expected {want}",
+                                         details, stop([f"assert ({name}.grad is None) is {exp.grad_is_none}, "
+                                                        f"f'{name}.grad is {{{name}.grad!r}}'"]), order=(3, -pos)))
+        elif not exp.grad_is_none:
+            self._array(label, name, "grad", exp.grad, got.grad, got.grad_dtype, got.grad_problem, pos, stop)
+
+    def _array(self, label: str, name: str, kind: str, exp: np.ndarray | None, got: np.ndarray | None,
+               got_dtype: str | None, problem: str | None, pos: int, stop: Any) -> None:
+        if exp is None:
+            return
+        expr = f"{name}.{kind}"
+        order = (2, pos) if kind == "data" else (4, -pos)
+        where = self._where(name, kind)
+        if problem or got is None:
+            self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", where,
+                                         stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
+                                         order=order))
+            return
+        if got.shape != exp.shape:
+            self.diffs.append(Difference(
+                f"{expr} has shape {_shape(got)}, expected {_shape(exp)}",
+                where + (["the gradient of a broadcast operand must be summed back to that operand's shape"]
+                         if kind == "grad" else []),
+                stop(_array_check(expr, exp, (), self.rtol, self.atol)), order=order))
+            return
+        if got_dtype != "float64":
+            self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected float64", where,
+                                         stop([f"assert np.asarray({expr}).dtype == np.float64, "
+                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order))
+            return
+        if not np.allclose(got, exp, rtol=self.rtol, atol=self.atol, equal_nan=False):
+            details, worst = _value_details(exp, got, self.rtol, self.atol)
+            self.diffs.append(Difference(f"{expr} differs from torch.autograd (at '{label}')",
+                                         where + [f"shape {_shape(exp)} float64 in both"] + details,
+                                         stop(_array_check(expr, exp, worst, self.rtol, self.atol)), order=order))
+
+    def _where(self, name: str, kind: str) -> list[str]:
+        lines = [f"{name} was made by: {describe_step(self.p, name)}"]
+        if kind == "grad":
+            users = [Renderer(self.p).step_line(s)[0] for s in self.p.consumers(name)]
+            if users:
+                lines.append(f"{name}.grad comes from the backward of: " + "; ".join(users[:MAX_LISTED]))
+        return lines
+
+    def _caught(self, label: str, exp: dict[str, Any], got: dict[str, Any] | None) -> None:
+        if got is None or (got["raised"] and got["runtime_error"]) == (exp["raised"] and exp["runtime_error"]):
+            return
+        what = "nothing" if not got["raised"] else f"{got['type']}: {got['message']}"
+        self.diffs.append(Difference(f"{label}: expected a RuntimeError, got {what}",
+                                     ["the contract asks for RuntimeError (NotImplementedError does not count)"],
+                                     StopAt([], label=label), order=(5, 0)))
+
+    def _fact(self, label: str, exp: Any, got: Any) -> None:
+        if got == exp:
+            return
+        step = next(s for s in self.p.flat_steps() if s["op"] == "fact" and s["label"] == label)
+        self.diffs.append(Difference(f"{label}: expected {exp!r}, got {got!r}",
+                                     [FACT_HINTS.get(step["kind"], "")],
+                                     StopAt(fact_check(step, exp), label=label, before=True), order=(6, 0)))
+
+
+FACT_HINTS = {
+    "shares_data": "detach() must return a tensor that shares self.data's array (no copy)",
+    "shares_data_with_kept": "SGD.step() must update p.data in place (p.data -= lr * p.grad), same array",
+    "grad_writable": "each .grad must be a writable array (no read-only broadcast views)",
+    "grads_distinct": "no two tensors may share one grad array: copy before storing",
+    "requires_grad": "a result requires grad iff any input does and no no_grad() block is active",
+}
+
+
+def _requires_grad_rule(expected: Any) -> str:
+    return ("a result requires grad iff any input does and no no_grad() block is active"
+            if isinstance(expected, bool) else "")
+
+
+def find_differences(program: Program, expected: RunResult, got: RunResult,
+                     rtol: float = RTOL, atol: float = ATOL) -> list[Difference]:
+    diffs = Comparer(program, expected, got, rtol, atol).run()
+    return sorted(diffs, key=lambda d: d.order)
+
+
+def explain(program: Program, diffs: list[Difference]) -> str:
+    """The feedback text: the first difference in full, the others listed, then the reproducer."""
+    first = diffs[0]
+    lines = [first.headline, *[f"  {d}" for d in first.details if d]]
+    if len(diffs) > 1:
+        others = [d.headline for d in diffs[1:1 + MAX_LISTED]]
+        more = f" (+{len(diffs) - 1 - MAX_LISTED} more)" if len(diffs) - 1 > MAX_LISTED else ""
+        lines += ["", "also different:", *[f"  - {h}" for h in others]]
+        lines[-1] += more
+    lines += ["", f"Reproducer ({program.title}, seed {program.seed}); save as reproduce.py next to your "
+              "autograd.py and run it:", "", render_program(program, first.stop)]
+    return "\n".join(lines)
+
+
+def assert_same(program: Program, expected: RunResult, got: RunResult,
+                rtol: float = RTOL, atol: float = ATOL) -> None:
+    """Raise ``Mismatch`` with the explanation when the evidence differs from torch's."""
+    if expected.error:
+        raise RuntimeError(f"the reference run of {program.title!r} failed: {expected.error}")
+    diffs = find_differences(program, expected, got, rtol, atol)
+    if diffs:
+        raise Mismatch(explain(program, diffs))

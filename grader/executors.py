@@ -1,0 +1,117 @@
+"""Executors: run a Program on one backend and return its evidence (a RunResult).
+
+- ``TorchExecutor``: the oracle, on the host.
+- ``InProcessExecutor``: any module with the lab API in this process (the reference, in tests).
+- ``SandboxExecutor``: a submission inside a Sandbox (local subprocess or Docker container);
+  the Program goes in as frames, evidence comes back and is validated by ``grader.wire``.
+"""
+
+from __future__ import annotations
+
+import time
+from types import ModuleType
+from typing import Any, Protocol
+
+from grader.interpreter import LabAdapter, RunResult, run_program
+from grader.program import Program
+from grader.sandbox.base import Sandbox, SandboxTimeout, WorkerCrashed
+from grader.wire import MalformedEvidence, run_result_from_wire
+
+
+class TestTimeout(Exception):
+    """The submission did not answer within the test's time limit (the worker was restarted)."""
+
+
+class SubmissionCrashed(Exception):
+    """The submission killed its worker or sent garbage; the text says what happened."""
+
+
+class SubmissionImportFailed(Exception):
+    """``import autograd`` failed in the sandbox; every test that needs the submission fails with it."""
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, program: Program) -> RunResult: ...
+
+    def time(self, program: Program, repeats: int) -> tuple[float, RunResult]:
+        """Host wall-clock seconds for ``repeats`` runs, and the evidence of the last run."""
+
+
+class InProcessExecutor:
+    def __init__(self, module: ModuleType, name: str = "in-process") -> None:
+        self.adapter, self.name = LabAdapter(module), name
+
+    def run(self, program: Program) -> RunResult:
+        header, arrays = program.to_wire()
+        return run_program(self.adapter, header["steps"], arrays)
+
+    def time(self, program: Program, repeats: int) -> tuple[float, RunResult]:
+        header, arrays = program.to_wire()
+        start = time.perf_counter()
+        for _ in range(repeats - 1):
+            run_program(self.adapter, header["steps"], arrays, take_snapshots=False)
+        last = run_program(self.adapter, header["steps"], arrays)
+        return time.perf_counter() - start, last
+
+
+class TorchExecutor(InProcessExecutor):
+    def __init__(self) -> None:
+        from grader.torch_backend import TorchAdapter
+
+        self.adapter, self.name = TorchAdapter(), "torch"
+
+
+class SandboxExecutor:
+    """A submission in a sandbox. ``hello`` is the worker's import report."""
+
+    def __init__(self, sandbox: Sandbox, timeout: float, name: str = "submission") -> None:
+        self.sandbox, self.timeout, self.name = sandbox, timeout, name
+        self.hello: dict[str, Any] = sandbox.start()
+        self.output: list[str] = [str(self.hello.get("stdout") or "")]
+
+    @property
+    def import_error(self) -> str | None:
+        if self.hello.get("import_ok"):
+            return None
+        err = self.hello.get("error") or {}
+        return f"{err.get('type', 'Error')}: {err.get('message', '')}\n{err.get('traceback', '')}".strip()
+
+    def run(self, program: Program) -> RunResult:
+        return self._request(program, {"type": "run"})[1]
+
+    def time(self, program: Program, repeats: int) -> tuple[float, RunResult]:
+        return self._request(program, {"type": "time", "repeats": int(repeats)}, timeout_factor=repeats)
+
+    def _request(self, program: Program, kind: dict[str, Any], timeout_factor: int = 1) -> tuple[float, RunResult]:
+        if self.import_error:
+            raise SubmissionImportFailed(f"your autograd.py could not be imported:\n{self.import_error}")
+        header, arrays = program.to_wire()
+        start = time.perf_counter()
+        try:
+            reply, reply_arrays = self.sandbox.request({**kind, "program": header}, arrays,
+                                                       timeout=self.timeout * max(1, timeout_factor))
+        except SandboxTimeout:
+            self._restart()
+            raise TestTimeout(f"no answer within {self.timeout * max(1, timeout_factor):g} s "
+                              f"(an infinite loop, or far too slow?) while running {program.title!r}") from None
+        except WorkerCrashed as exc:
+            self._restart()
+            raise SubmissionCrashed(f"the worker running your code died while running {program.title!r}: {exc}") from None
+        elapsed = time.perf_counter() - start
+        self.output.append(str(reply.get("stdout") or "") if isinstance(reply, dict) else "")
+        try:
+            if not isinstance(reply, dict) or reply.get("type") != "result":
+                raise MalformedEvidence("the reply is not a result")
+            return elapsed, run_result_from_wire(reply.get("result"), reply_arrays)
+        except MalformedEvidence as exc:
+            self._restart()
+            raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None
+
+    def _restart(self) -> None:
+        self.sandbox.close()
+        self.hello = self.sandbox.start()
+
+    def close(self) -> None:
+        self.sandbox.close()
