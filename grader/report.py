@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ STDOUT_LIMIT = 65_536
 """Most characters of the student's captured prints kept in a report."""
 
 _SCORE_TOLERANCE = 1e-6
+_CONTROL_CHARACTER = r"[\u0000-\u001f\u007f]"
 _TRUNCATION_MARK = "\n[... {n} characters cut ...]\n"
 
 TestStatus = Literal["passed", "failed", "error", "timeout"]
@@ -287,7 +289,12 @@ class Report(_Model):
 
     schema_version: Literal["1"] = Field(description="the report schema's version")
     assignment: Assignment
-    student: str | None = Field(default=None, description="student identifier (batch grading); null if unknown")
+    student: str | None = Field(
+        default=None,
+        min_length=1,
+        description="student identifier (batch grading), no control characters; null if unknown",
+        json_schema_extra={"not": {"type": "string", "pattern": _CONTROL_CHARACTER}},
+    )
     score: _NonNegative
     max_score: _NonNegative
     status: ReportStatus = Field(description="'graded', or why the submission could not be graded")
@@ -302,6 +309,13 @@ class Report(_Model):
     )
     environment: Environment
     timings: Timings
+
+    @field_validator("student")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None and re.search(_CONTROL_CHARACTER, value):
+            raise ValueError("a student identifier has no control characters")
+        return value
 
     @field_validator("stdout", mode="before")
     @classmethod
@@ -508,5 +522,8 @@ def report_from_json(obj: Any, source: str = "report") -> Report:
     try:
         return Report.model_validate(obj)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(map(str, e['loc'])) or '(report)'}: {e['msg']}" for e in exc.errors()[:10]]
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or '(report)'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()[:10]
+        ]
         raise ReportError(f"{source}: report is inconsistent:\n" + "\n".join(lines)) from None

@@ -115,4 +115,4 @@ def _output(test: TestResult) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:g}" if value == int(value) else f"{value:.6g}"
+    return f"{value:.4f}".rstrip("0").rstrip(".")

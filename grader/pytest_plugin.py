@@ -1,0 +1,299 @@
+"""pytest plugin of the grader: fixtures and markers for suites, outcomes for reports.
+
+Suites are plain pytest files. They use the fixtures ``lab`` (the submission's executor),
+``torch_ref`` (the oracle), ``reference_lab`` (the staff solution in the same kind of sandbox,
+for speed ratios), ``matches_torch`` (run a Program on both and compare), ``seed`` and
+``assignment``; and the markers ``points(n)``, ``part(name)``, ``visibility("hidden")``.
+
+Module hooks stay thin: the stateful ``GradingSession`` is registered only when a submission
+is given (``--submission PATH``), so the project's own test runs are unaffected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from grader.assignment import Assignment, load_assignment
+from grader.errors import GraderError
+from grader.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
+                              TorchExecutor)
+from grader.compare import Mismatch, assert_same
+from grader.program import Program
+
+SESSION_NAME = "grader-session"
+MAX_OUTPUT = 20_000
+FACTS = pytest.StashKey["TestFacts"]()
+
+
+@dataclass(frozen=True)
+class TestFacts:
+    """What the markers and the path say of one test, resolved and validated once."""
+
+    part: str
+    points: float
+    visibility: str          # "visible" | "hidden"
+    name: str                # node id relative to the assignment's tests folder
+
+
+@dataclass
+class TestOutcome:
+    name: str
+    nodeid: str
+    part: str
+    max_score: float
+    score: float
+    status: str              # passed | failed | error | timeout
+    visibility: str
+    output: str
+    duration: float
+
+
+@dataclass
+class Outcomes:
+    """Everything a run learnt, for the CLI to turn into a report."""
+
+    assignment: str
+    seed: int
+    backend: str
+    tests: list[TestOutcome] = field(default_factory=list)
+    stdout: str = ""
+    hello: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    finished: float = 0.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grader", "autograd-lab grader")
+    group.addoption("--submission", dest="grader_submission", metavar="PATH",
+                    help="grade this submission: a folder, a .py, a .zip or an .ipynb")
+    group.addoption("--backend", dest="grader_backend", default="local", choices=("local", "docker", "trusted-inprocess"),
+                    help="sandbox backend for the submission (default: local)")
+    group.addoption("--seed", dest="grader_seed", type=int, default=None,
+                    help="seed of every Program (default: the assignment's)")
+    group.addoption("--assignment", dest="grader_assignment", metavar="PATH",
+                    help="assignment folder (default: found above the test files)")
+    group.addoption("--grader-outcomes", dest="grader_outcomes", metavar="PATH",
+                    help="write the run's outcomes as JSON to PATH")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "points(n): points this test is worth (a number >= 0)")
+    config.addinivalue_line("markers", "part(name): the assignment part this test belongs to")
+    config.addinivalue_line("markers", "visibility(v): 'visible' or 'hidden' (default: from the folder)")
+    if config.getoption("grader_submission") and not config.pluginmanager.has_plugin(SESSION_NAME):
+        config.pluginmanager.register(GradingSession(config), SESSION_NAME)
+
+
+def find_assignment_above(path: Path) -> Path | None:
+    for folder in [path, *path.parents]:
+        if (folder / "assignment.yaml").is_file():
+            return folder
+    return None
+
+
+def resolve_facts(item: pytest.Item, assignment: Assignment) -> TestFacts:
+    """Validate the markers of ``item``; errors name the marker's value and the test."""
+    where = item.nodeid
+    part_marker = item.get_closest_marker("part")
+    part = part_marker.args[0] if part_marker and part_marker.args else None
+    if part not in assignment.config.parts:
+        raise pytest.UsageError(f"invalid part {part!r} from marker on {where}; "
+                                f"known parts: {', '.join(assignment.config.parts)}")
+    points_marker = item.get_closest_marker("points")
+    points = points_marker.args[0] if points_marker and points_marker.args else None
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or points < 0:
+        raise pytest.UsageError(f"invalid points {points!r} from marker on {where}")
+    vis_marker = item.get_closest_marker("visibility")
+    tests_dir = assignment.root / "tests"
+    rel = Path(item.path).resolve().relative_to(tests_dir) if tests_dir in Path(item.path).resolve().parents else None
+    default_vis = "hidden" if rel is not None and rel.parts[0] == "hidden" else "visible"
+    visibility = vis_marker.args[0] if vis_marker and vis_marker.args else default_vis
+    if visibility not in ("visible", "hidden"):
+        raise pytest.UsageError(f"invalid visibility {visibility!r} from marker on {where}")
+    name = f"{rel.as_posix()}::{item.name}" if rel is not None else item.nodeid
+    return TestFacts(part, float(points), visibility, name)
+
+
+def _failure_text(excinfo: pytest.ExceptionInfo[BaseException] | None, longrepr: Any) -> tuple[str, str]:
+    """(status, student-facing text) for a failed phase."""
+    if excinfo is None:
+        return "failed", str(longrepr)[:MAX_OUTPUT]
+    exc = excinfo.value
+    if isinstance(exc, TestTimeout):
+        return "timeout", str(exc)
+    if isinstance(exc, (SubmissionCrashed, SubmissionImportFailed)):
+        return "error", str(exc)[:MAX_OUTPUT]
+    if isinstance(exc, (Mismatch, AssertionError)):
+        return "failed", str(exc)[:MAX_OUTPUT]
+    return "error", f"{type(exc).__name__}: {exc}"[:MAX_OUTPUT]
+
+
+class GradingSession:
+    """Per-run state: the assignment, the submission's sandboxes, and the outcomes."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.submission_path = Path(config.getoption("grader_submission")).resolve()
+        self.backend = config.getoption("grader_backend")
+        self.seed_option: int | None = config.getoption("grader_seed")
+        explicit = config.getoption("grader_assignment")
+        self._assignment = load_assignment(Path(explicit)) if explicit else None
+        self.executors: dict[str, SandboxExecutor] = {}
+        self.submission: Any = None
+        self.outcomes: Outcomes | None = None
+        self.setup_error: str | None = None
+
+    # ---- resolution ----
+
+    def assignment_for(self, path: Path) -> Assignment | None:
+        if self._assignment is None:
+            folder = find_assignment_above(Path(path).resolve().parent)
+            if folder is not None:
+                self._assignment = load_assignment(folder)
+        return self._assignment
+
+    @property
+    def assignment(self) -> Assignment:
+        if self._assignment is None:
+            raise pytest.UsageError("no assignment.yaml found above the tests; pass --assignment PATH")
+        return self._assignment
+
+    @property
+    def seed(self) -> int:
+        return self.seed_option if self.seed_option is not None else self.assignment.config.seed
+
+    def executor(self, which: str) -> SandboxExecutor:
+        """The submission's ("lab") or the reference's ("reference") sandboxed executor, started once."""
+        if which not in self.executors:
+            from grader.sandbox.backends import start_executor  # the backends table; docker SDK loads lazily
+
+            directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
+            self.executors[which] = start_executor(self.backend, directory, self.assignment, which)
+            if which == "lab" and self.outcomes is not None:
+                self.outcomes.hello = dict(self.executors[which].hello)
+        return self.executors[which]
+
+    def _submission_dir(self) -> Path:
+        if self.setup_error:
+            raise SubmissionImportFailed(self.setup_error)
+        if self.submission is None:
+            from grader.submission import load_submission
+
+            try:
+                self.submission = load_submission(self.submission_path, self.assignment.config.required_files)
+            except GraderError as exc:
+                self.setup_error = f"the submission cannot be graded: {exc}"
+                raise SubmissionImportFailed(self.setup_error) from None
+        return Path(self.submission.staged_dir)
+
+    # ---- hooks ----
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            assignment = self.assignment_for(Path(item.path))
+            if assignment is not None:
+                item.stash[FACTS] = resolve_facts(item, assignment)
+        if self._assignment is not None:
+            self.outcomes = Outcomes(self._assignment.name, self.seed, self.backend)
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        seed = self.seed_option if self.seed_option is not None else "assignment default"
+        return [f"grader: submission {self.submission_path}, backend {self.backend}, seed {seed}"]
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        facts = item.stash.get(FACTS, None)
+        if facts is None or self.outcomes is None:
+            return
+        if report.failed:
+            status, text = _failure_text(call.excinfo, report.longrepr)
+            report.longrepr = text  # the student's message, not the harness's traceback
+            item.stash[_STATUS] = (status, text)
+        if call.when == "teardown":
+            status, text = item.stash.get(_STATUS, ("passed", ""))
+            duration = item.stash.get(_DURATION, 0.0) + report.duration
+            self.outcomes.tests.append(TestOutcome(
+                facts.name, item.nodeid, facts.part, facts.points, facts.points if status == "passed" else 0.0,
+                status, facts.visibility, text, duration))
+        else:
+            item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        for executor in self.executors.values():
+            executor.close()
+        if self.outcomes is not None:
+            lab = self.executors.get("lab")
+            self.outcomes.stdout = "".join(lab.output)[-MAX_OUTPUT:] if lab else ""
+            self.outcomes.finished = time.time()
+            path = self.config.getoption("grader_outcomes")
+            if path:
+                write_outcomes(self.outcomes, Path(path))
+        if self.submission is not None:
+            self.submission.cleanup()
+
+
+_STATUS = pytest.StashKey[tuple[str, str]]()
+_DURATION = pytest.StashKey[float]()
+
+
+def write_outcomes(outcomes: Outcomes, path: Path) -> None:
+    """Atomically write the outcomes (temp file + os.replace): a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(outcomes), indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---- fixtures ----
+
+def _session(request: pytest.FixtureRequest) -> GradingSession:
+    session = request.config.pluginmanager.get_plugin(SESSION_NAME)
+    if session is None:
+        pytest.fail("these tests grade a submission: run them with --submission PATH", pytrace=False)
+    return session
+
+
+@pytest.fixture(scope="session")
+def assignment(request: pytest.FixtureRequest) -> Assignment:
+    return _session(request).assignment
+
+
+@pytest.fixture(scope="session")
+def seed(request: pytest.FixtureRequest) -> int:
+    return _session(request).seed
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Executor:
+    """The submission, in its sandbox (started once per run, restarted after a timeout or crash)."""
+    return _session(request).executor("lab")
+
+
+@pytest.fixture
+def reference_lab(request: pytest.FixtureRequest) -> Executor:
+    """The staff solution, in a sandbox of the same kind: the yardstick of speed tests."""
+    return _session(request).executor("reference")
+
+
+@pytest.fixture(scope="session")
+def torch_ref() -> Executor:
+    return TorchExecutor()
+
+
+@pytest.fixture
+def matches_torch(lab: Executor, torch_ref: Executor) -> Callable[[Program], None]:
+    """``matches_torch(program)``: run on torch and on the submission; fail with an explanation."""
+
+    def check(program: Program) -> None:
+        assert_same(program, torch_ref.run(program), lab.run(program))
+
+    return check

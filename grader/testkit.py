@@ -1,0 +1,62 @@
+"""What suite authors use besides fixtures: Programs, the comparison, and speed measurement.
+
+Speed is judged on the host clock around worker calls, as a ratio against the reference
+solution in a separate worker under the same limits, interleaved round by round, median of
+the rounds; the timed run's evidence is checked too, so a fast wrong answer earns nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from grader.compare import assert_same
+from grader.executors import Executor, TestTimeout
+from grader.program import Program
+
+__all__ = ["Program", "SpeedMeasurement", "assert_same", "measure_speed"]
+
+TARGET_SECONDS = 0.05  # each timed request of the reference lasts about this long
+
+
+@dataclass(frozen=True)
+class SpeedMeasurement:
+    ratio: float                 # median(lab) / median(reference), per request of ``repeats`` runs
+    repeats: int
+    lab_seconds: list[float]
+    reference_seconds: list[float]
+
+    def summary(self) -> str:
+        lab, ref = statistics.median(self.lab_seconds), statistics.median(self.reference_seconds)
+        return (f"median of {len(self.lab_seconds)} interleaved rounds of {self.repeats} run(s): "
+                f"yours {lab / self.repeats * 1e3:.2f} ms, reference {ref / self.repeats * 1e3:.2f} ms "
+                f"per run, ratio {self.ratio:.2f}x")
+
+
+def measure_speed(lab: Executor, reference: Executor, torch_ref: Executor, program: Program,
+                  rounds: int, slow_limit_s: float) -> SpeedMeasurement:
+    """Interleave timed runs of ``program`` on ``lab`` and ``reference``; check the evidence too.
+
+    ``slow_limit_s`` bounds one run of the submission: past it the test fails as too slow.
+    """
+    expected = torch_ref.run(program)
+    first_ref, _ = reference.time(program, 1)
+    repeats = max(1, min(50, math.ceil(TARGET_SECONDS / max(first_ref, 1e-6))))
+    try:
+        _, evidence = lab.time(program, 1, timeout=slow_limit_s)
+    except TestTimeout:
+        raise AssertionError(
+            f"{program.title}: one run did not finish within {slow_limit_s:g} s; the reference needs "
+            f"{first_ref:.3f} s. Look for Python loops over elements, recursion, or work repeated per path."
+        ) from None
+    assert_same(program, expected, evidence)
+    lab_times: list[float] = []
+    ref_times: list[float] = []
+    for i in range(rounds):
+        pair = [(lab, lab_times), (reference, ref_times)]
+        for executor, times in pair if i % 2 else reversed(pair):
+            seconds, _ = executor.time(program, repeats, timeout=slow_limit_s * repeats)
+            times.append(seconds)
+    ratio = statistics.median(lab_times) / statistics.median(ref_times)
+    return SpeedMeasurement(ratio, repeats, lab_times, ref_times)
