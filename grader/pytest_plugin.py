@@ -63,6 +63,7 @@ class Outcomes:
     seed: int
     backend: str
     tests: list[TestOutcome] = field(default_factory=list)
+    hidden_not_run: int = 0
     stdout: str = ""
     hello: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
@@ -81,6 +82,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="assignment folder (default: found above the test files)")
     group.addoption("--grader-outcomes", dest="grader_outcomes", metavar="PATH",
                     help="write the run's outcomes as JSON to PATH")
+    group.addoption("--visible-only", dest="grader_visible_only", action="store_true",
+                    help="run only visible tests; count the hidden ones (what `grader check` does)")
+    group.addoption("--part", dest="grader_parts", action="append", default=[], metavar="PART",
+                    help="run only the tests of this part (repeatable)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -196,13 +201,29 @@ class GradingSession:
     # ---- hooks ----
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         for item in items:
             assignment = self.assignment_for(Path(item.path))
             if assignment is not None:
                 item.stash[FACTS] = resolve_facts(item, assignment)
-        if self._assignment is not None:
-            self.outcomes = Outcomes(self._assignment.name, self.seed, self.backend)
+        if self._assignment is None:
+            return
+        self.outcomes = Outcomes(self._assignment.name, self.seed, self.backend)
+        parts = set(config.getoption("grader_parts"))
+        unknown = parts - set(self._assignment.config.parts)
+        if unknown:
+            raise pytest.UsageError(f"unknown part(s) {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(self._assignment.config.parts)}")
+        keep, drop = [], []
+        for item in items:
+            facts = item.stash.get(FACTS, None)
+            hidden = facts is not None and facts.visibility == "hidden" and config.getoption("grader_visible_only")
+            other_part = facts is not None and bool(parts) and facts.part not in parts
+            (drop if hidden or other_part else keep).append(item)
+            self.outcomes.hidden_not_run += int(hidden)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         seed = self.seed_option if self.seed_option is not None else "assignment default"

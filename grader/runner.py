@@ -1,0 +1,180 @@
+"""Grades one submission: checks it on the host, runs the suites with pytest, builds the Report.
+
+The suites run in this process through ``pytest.main`` with the grader's plugin; the submission
+runs in its sandbox. Nothing the sandbox sends decides a score: the plugin compares evidence
+with torch here, and this module only adds points up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+import grader
+from grader.assignment import Assignment
+from grader.errors import GraderError, SubmissionError
+from grader.report import (Assignment as ReportAssignment, Environment, Report, SubmissionErrorInfo,
+                           SubmissionFile, SubmissionInfo, TestResult, Timings)
+from grader.submission import Submission, load_submission
+
+
+@dataclass(frozen=True)
+class GradeRequest:
+    """What to grade and how: the whole of a grading run's inputs."""
+
+    assignment: Assignment
+    submission: Path
+    backend: str = "local"
+    seed: int | None = None
+    visible_only: bool = False
+    parts: tuple[str, ...] = ()
+    student: str | None = None
+    image: str | None = None
+
+    @property
+    def effective_seed(self) -> int:
+        return self.assignment.config.seed if self.seed is None else self.seed
+
+
+@dataclass
+class GradeResult:
+    report: Report
+    hidden_not_run: int = 0
+
+
+def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
+    dirs = [req.assignment.public_tests]
+    if not req.visible_only or req.assignment.hidden_tests.is_dir():
+        dirs.append(req.assignment.hidden_tests)
+    args = [str(d) for d in dirs if d.is_dir()]
+    args += ["--submission", str(req.submission), "--backend", req.backend,
+             "--assignment", str(req.assignment.root), "--seed", str(req.effective_seed),
+             "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
+             "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
+             "-q", "--no-header", "-o", "console_output_style=classic"]
+    if req.visible_only:
+        args.append("--visible-only")
+    for part in req.parts:
+        args += ["--part", part]
+    return args
+
+
+def run_suites(req: GradeRequest) -> dict:
+    """Run the suites; return the plugin's outcomes (a JSON object). pytest's own output is swallowed."""
+    with tempfile.TemporaryDirectory(prefix="grader-run-") as tmp:
+        outcomes_path = Path(tmp) / "outcomes.json"
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            code = pytest.main(_pytest_args(req, outcomes_path))
+        outcomes = json.loads(outcomes_path.read_text(encoding="utf-8")) if outcomes_path.is_file() else None
+        if outcomes is None or int(code) in _BROKEN_RUN or not outcomes["tests"]:
+            tail = sink.getvalue()[-3000:]
+            raise GraderError(f"the test suites did not run (pytest exit status {int(code)})\n{tail}",
+                              hint="check the assignment's tests with `python -m pytest --collect-only "
+                                   "assignments/NAME/tests`")
+        return outcomes
+
+
+# pytest's exit statuses for a run that did not complete: interrupted, internal error, usage error,
+# no tests collected. A collection error of one suite file must not silently shrink max_score.
+_BROKEN_RUN = {2, 3, 4, 5}
+
+
+def _environment(req: GradeRequest) -> Environment:
+    try:
+        import torch
+
+        torch_version: str | None = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch_version = None
+    return Environment(grader_version=grader.__version__, python=platform.python_version(),
+                       numpy=np.__version__, torch=torch_version, platform=platform.platform(),
+                       backend=req.backend, image=req.image, seed=req.effective_seed)
+
+
+def _submission_info(sub: Submission | None, source: Path) -> SubmissionInfo:
+    if sub is None:
+        return SubmissionInfo(sha256="0" * 64, kind=_kind_of(source), files=[], ignored_files=[],
+                              notes=["the submission could not be read"])
+    return SubmissionInfo(sha256=sub.sha256, kind=sub.kind,
+                          files=[SubmissionFile(name=f.name, size=f.size, sha256=f.sha256) for f in sub.files],
+                          ignored_files=list(sub.ignored_files), notes=list(sub.notes))
+
+
+def _kind_of(path: Path) -> str:
+    return "directory" if path.is_dir() else (path.suffix.lstrip(".") or "file")
+
+
+def _tests(outcomes: dict) -> list[TestResult]:
+    return [TestResult(name=t["name"], nodeid=t["nodeid"], part=t["part"], score=t["score"],
+                       max_score=t["max_score"], status=t["status"], visibility=t["visibility"],
+                       output=t["output"], duration=max(0.0, t["duration"])) for t in outcomes["tests"]]
+
+
+def _import_error(outcomes: dict) -> SubmissionErrorInfo | None:
+    hello = outcomes.get("hello") or {}
+    if not hello or hello.get("import_ok", True):
+        return None
+    err = hello.get("error") or {}
+    message = f"importing autograd.py failed: {err.get('type', 'Error')}: {err.get('message', '')}"
+    if err.get("traceback"):
+        message += f"\n{err['traceback']}"
+    return SubmissionErrorInfo(code="import-error", message=message[:20_000],
+                               hint="run `python -c \"import autograd\"` in your folder to see the same error")
+
+
+def grade(req: GradeRequest) -> GradeResult:
+    """Grade one submission into a Report (a bad submission gives a report with its error, score 0)."""
+    started, clock = datetime.now(timezone.utc), time.perf_counter()
+    sub: Submission | None = None
+    error: SubmissionErrorInfo | None = None
+    tests: list[TestResult] = []
+    outcomes: dict = {}
+    tests_seconds = 0.0
+    try:
+        sub = load_submission(req.submission, req.assignment.config.required_files)
+        t0 = time.perf_counter()
+        outcomes = run_suites(req)
+        tests_seconds = time.perf_counter() - t0
+        tests = _tests(outcomes)
+        error = _import_error(outcomes)
+    except SubmissionError as exc:
+        error = SubmissionErrorInfo(code=exc.code, message=str(exc), hint=exc.hint)
+    finally:
+        if sub is not None:
+            sub.cleanup()
+    if error is not None:
+        tests = [t.model_copy(update={"score": 0.0}) for t in tests]
+    report = Report.build(
+        assignment=ReportAssignment(name=req.assignment.name, title=req.assignment.config.title),
+        tests=tests, submission=_submission_info(sub, req.submission), environment=_environment(req),
+        timings=Timings(started_at=started, finished_at=datetime.now(timezone.utc),
+                        total_seconds=time.perf_counter() - clock, tests_seconds=tests_seconds),
+        student=req.student, stdout=str(outcomes.get("stdout", "")),
+        status="graded" if error is None else "submission-error", error=error,
+        max_score=_max_score(req, tests), part_order=tuple(req.assignment.config.parts),
+    )
+    return GradeResult(report, int(outcomes.get("hidden_not_run", 0)))
+
+
+def _max_score(req: GradeRequest, tests: Sequence[TestResult]) -> float:
+    """The assignment's total, or what the selected tests are worth when only some ran."""
+    if req.visible_only or req.parts:
+        return sum(t.max_score for t in tests)
+    return max(req.assignment.max_score, sum(t.max_score for t in tests))
+
+
+def python_executable() -> str:
+    return sys.executable
