@@ -130,16 +130,23 @@ class Tensor:
             raise RuntimeError("backward() on a tensor that does not require grad")
         if self.data.size != 1:
             raise RuntimeError(f"backward() needs a 1-element tensor, got shape {self.shape}")
-        pass_grads = {id(self): np.ones(self.shape)}  # this pass only: earlier passes stay out
+        # This pass's gradients, each array owned by one node: earlier passes stay out of them.
+        pass_grads = {id(self): np.ones(self.shape)}
         for node in reversed(_topological_order(self)):
             g = pass_grads.pop(id(node))
-            node.grad = g.copy() if node.grad is None else node.grad + g
+            node.grad = g if node.grad is None else node.grad + g
             if node._backward is None:
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
-                if parent.requires_grad:
-                    key = id(parent)
-                    pass_grads[key] = pass_grads[key] + pg if key in pass_grads else pg
+                if not parent.requires_grad:
+                    continue
+                if pg is g:  # passed through unchanged (add): give the parent its own copy
+                    pg = pg.copy()
+                key = id(parent)
+                if key in pass_grads:
+                    pass_grads[key] += pg
+                else:
+                    pass_grads[key] = pg
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
