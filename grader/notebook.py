@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import tokenize
 import warnings
@@ -37,7 +38,7 @@ MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 """Default size limit of a notebook file: outputs (plots) make notebooks much larger than code."""
 
 IGNORE_MARK = "# grader: ignore"
-_IGNORE_RE = re.compile(r"#\s*grader\s*:\s*ignore\b", re.IGNORECASE)
+_IGNORE_RE = re.compile(r"#\s*grader\s*:\s*ignore(?![\w-])", re.IGNORECASE)
 
 # Telling a magic line from a continuation line tokenizes the cell's code above it. A budget of
 # characters tokenized per notebook keeps a hostile notebook (thousands of `%` lines in one huge
@@ -105,14 +106,15 @@ def export_notebook(nb_path: Path, *, max_bytes: int = MAX_NOTEBOOK_BYTES) -> tu
     name = Path(nb_path).name
     try:
         with open(nb_path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(max_bytes + 1) if size <= max_bytes else b""
     except OSError as err:
         raise SubmissionError(
             f"Cannot read the notebook {name}: {err.strerror or err}.", "unreadable"
         ) from None
-    if len(data) > max_bytes:
+    if size > max_bytes or len(data) > max_bytes:
         raise SubmissionError(
-            f"The notebook {name} is larger than {_mib(max_bytes)}.",
+            f"The notebook {name} is {_size(max(size, len(data)))}, more than the {_size(max_bytes)} allowed.",
             "file-too-large",
             hint="Clear its outputs (Edit > Clear All Outputs, or 'Clear Outputs of All Cells') "
             "and save it again; large plots make notebooks big.",
@@ -286,5 +288,9 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MiB"
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"

@@ -351,15 +351,20 @@ _CHUNK = 64 * 1024
 
 def _collect_zip(path: Path, required: tuple[str, ...], limits: SubmissionLimits) -> _Collected:
     try:
-        size = path.stat().st_size
+        fh = open(path, "rb")
+    except OSError as err:
+        raise _unreadable(path.name, err) from None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
         if size > limits.max_zip_expanded_bytes:
             raise _zip_too_large(path.name, f"the archive is {_size(size)}", limits.max_zip_expanded_bytes)
-        with zipfile.ZipFile(path) as archive:
-            return _collect_from_zip(archive, path.name, required, limits)
-    except SubmissionError:
-        raise
-    except _ZIP_ERRORS as err:
-        raise _bad_zip(path.name, f"it is not a valid zip archive ({_reason(err)})") from None
+        try:
+            with zipfile.ZipFile(fh) as archive:
+                return _collect_from_zip(archive, path.name, required, limits)
+        except SubmissionError:
+            raise
+        except _ZIP_ERRORS as err:
+            raise _bad_zip(path.name, f"it is not a valid zip archive ({_reason(err)})") from None
 
 
 def _collect_from_zip(
@@ -446,7 +451,8 @@ def _zip_too_large(zip_name: str, what: str, limit: int, unit: str = "bytes") ->
 
 
 def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    message = (err.strerror if isinstance(err, OSError) else None) or str(err).strip()
+    text = message.splitlines()[0] if message else type(err).__name__
     return text if len(text) <= 120 else text[:117] + "..."
 
 

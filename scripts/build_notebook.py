@@ -29,16 +29,17 @@ NOTEBOOK = ROOT / "student_template" / "autograd.ipynb"
 
 IGNORE_MARKER = "# grader: ignore"
 
-# The rule the grader applies to turn a submitted notebook into autograd.py. The handout
-# quotes it word for word (tests/test_student_template.py checks that).
+# The rule the grader applies to turn a submitted notebook into autograd.py (implemented by
+# grader/notebook.py). The handout quotes it word for word (tests/test_student_template.py
+# checks that, and exports the template notebook with grader/notebook.py).
 EXPORT_RULE = (
     "The grader turns a notebook into `autograd.py` like this: it takes the code cells in "
-    "order (markdown and raw cells are ignored) and skips every code cell whose first line "
-    "is `# grader: ignore` (surrounding whitespace ignored) or begins with `%%` (a cell "
-    "magic). "
-    "In the cells it keeps, it drops every line that starts with `%` or `!` in the first "
-    "column (IPython magics and shell commands). It joins what remains with a blank line "
-    "between cells; that is the code that is graded."
+    "order (markdown and raw cells are ignored) and skips every code cell whose first "
+    "non-blank line is `# grader: ignore` or begins with `%%` (a cell magic). In the cells "
+    "it keeps, it drops every line that begins, after its indentation, with `%` or `!` "
+    "(IPython magics and shell commands), unless that line continues a statement begun "
+    "above it (inside brackets or a string, or after a backslash). It joins what remains "
+    "with a blank line between cells; that is the code that is graded."
 )
 
 INTRO = f"""\

@@ -175,8 +175,9 @@ class Tensor:
           build the topological order without recursion. Time must be linear in the size
           of the graph: no walking every path of a graph full of diamonds.
         """
-        # TODO (part ops): check, sort the graph iteratively, seed, run each _backward once.
-        raise NotImplementedError("Tensor.backward is not implemented yet (part ops)")
+        # TODO (part speed): sort with an explicit stack, not recursion; visit each node once.
+        # TODO (part ops): check, sort the graph, seed, run each _backward, add into .grad.
+        raise NotImplementedError("Tensor.backward is not implemented yet (parts ops, speed)")
 
     def detach(self) -> "Tensor":
         """A new tensor that shares this tensor's data array (not a copy), with
