@@ -21,6 +21,8 @@ from grader.wire import MalformedEvidence, run_result_from_wire
 class TestTimeout(Exception):
     """The submission did not answer within the test's time limit (the worker was restarted)."""
 
+    __test__ = False  # not a pytest test class
+
 
 class SubmissionCrashed(Exception):
     """The submission killed its worker or sent garbage; the text says what happened."""
@@ -44,6 +46,9 @@ class InProcessExecutor:
         self.adapter, self.name = LabAdapter(module), name
         self.hello: dict[str, Any] = {"import_ok": True}
         self.output: list[str] = []
+
+    def reset(self) -> None:
+        """In-process modules are trusted (the reference): nothing to reset."""
 
     def close(self) -> None:
         """Nothing to release: the module lives in this process."""
@@ -75,6 +80,7 @@ class SandboxExecutor:
         self.sandbox, self.timeout, self.name = sandbox, timeout, name
         self.hello: dict[str, Any] = sandbox.start()
         self.output: list[str] = [str(self.hello.get("stdout") or "")]
+        self.used = False
 
     @property
     def import_error(self) -> str | None:
@@ -89,10 +95,28 @@ class SandboxExecutor:
     def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
         return self._request(program, {"type": "time", "repeats": int(repeats)}, timeout)
 
+    def reset(self) -> None:
+        """Re-import the submission in its worker, so one test's global state cannot leak into the next."""
+        if not self.used or self.import_error:
+            return
+        self.used = False
+        try:
+            reply, _ = self.sandbox.request({"type": "reset"}, {}, timeout=self.timeout)
+        except (SandboxTimeout, WorkerCrashed):
+            self._restart()
+            return
+        if isinstance(reply, dict) and reply.get("type") == "reset":
+            self.output.append(str(reply.get("stdout") or ""))
+            if not reply.get("import_ok"):
+                self.hello = {**self.hello, "import_ok": False, "error": reply.get("error")}
+        else:
+            self._restart()
+
     def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None) -> tuple[float, RunResult]:
         if self.import_error:
             raise SubmissionImportFailed(f"your autograd.py could not be imported:\n{self.import_error}")
         header, arrays = program.to_wire()
+        self.used = True
         limit = self.timeout if timeout is None else timeout
         start = time.perf_counter()
         try:

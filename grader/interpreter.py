@@ -330,6 +330,9 @@ class _StepFailed(Exception):
 def _student_traceback(exc: BaseException) -> str:
     """The traceback without the interpreter's own frames (they mean nothing to a student)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith("interpreter.py")]
+    for frame in frames:  # name the student's file as they know it, not by its sandbox path
+        if frame.filename.endswith(".py") and "site-packages" not in frame.filename:
+            frame.filename = frame.filename.rsplit("/", 1)[-1]
     lines = traceback.format_list(frames[-8:])
     return "".join(lines) + f"{type(exc).__name__}: {exc}"
 

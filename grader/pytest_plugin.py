@@ -295,8 +295,11 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 @pytest.fixture
 def lab(request: pytest.FixtureRequest) -> Executor:
-    """The submission, in its sandbox (started once per run, restarted after a timeout or crash)."""
-    return _session(request).executor("lab")
+    """The submission, in its sandbox (started once per run, restarted after a timeout or crash),
+    re-imported before each test so that global state cannot leak from one test into the next."""
+    executor = _session(request).executor("lab")
+    executor.reset()
+    return executor
 
 
 @pytest.fixture
