@@ -13,7 +13,7 @@ from __future__ import annotations
 import traceback
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -36,7 +36,7 @@ class Adapter(Protocol):
     def backward(self, t: Any) -> None: ...
     def zero_grad(self, t: Any) -> None: ...
     def no_grad(self) -> Any: ...
-    def sgd(self, params: list[Any], lr: float) -> Any: ...
+    def sgd(self, params: Iterable[Any], lr: float) -> Any: ...
     def is_runtime_error(self, exc: BaseException) -> bool: ...
     def read_data(self, t: Any) -> Any: ...
     def read_grad(self, t: Any) -> Any: ...
@@ -69,7 +69,7 @@ class LabAdapter:
     def no_grad(self) -> Any:
         return self.module.no_grad()
 
-    def sgd(self, params: list[Any], lr: float) -> Any:
+    def sgd(self, params: Iterable[Any], lr: float) -> Any:
         return self.module.SGD(params, lr=lr)
 
     def is_runtime_error(self, exc: BaseException) -> bool:
@@ -260,7 +260,9 @@ class Interpreter:
             pass
 
     def _op_sgd(self, step: dict[str, Any]) -> None:
-        self.env[step["out"]] = self.adapter.sgd([self.env[n] for n in step["params"]], float(step["lr"]))
+        params = [self.env[n] for n in step["params"]]
+        self.env[step["out"]] = self.adapter.sgd((p for p in params) if step.get("generator") else params,
+                                                 float(step["lr"]))
 
     def _op_sgd_step(self, step: dict[str, Any]) -> None:
         self.env[step["opt"]].step()

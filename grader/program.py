@@ -150,9 +150,11 @@ class Program:
         finally:
             self._blocks.pop()
 
-    def sgd(self, params: Sequence[Handle], lr: float, name: str = "opt") -> Optimizer:
+    def sgd(self, params: Sequence[Handle], lr: float, name: str = "opt", as_generator: bool = False) -> Optimizer:
+        """``SGD(params, lr)``; ``as_generator`` passes ``(p for p in [...])``, as ``model.parameters()`` would."""
         name = self._fresh(name)
-        self._emit({"op": "sgd", "out": name, "params": [p.name for p in params], "lr": float(lr)})
+        self._emit({"op": "sgd", "out": name, "params": [p.name for p in params], "lr": float(lr),
+                    "generator": bool(as_generator)})
         return Optimizer(self, name)
 
     def keep(self, t: Handle, as_: str) -> None:

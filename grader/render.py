@@ -71,7 +71,9 @@ class Renderer:
         if op == "zero_grad":
             return [f"{step['t']}.zero_grad()"]
         if op == "sgd":
-            return [f"{step['out']} = SGD([{', '.join(step['params'])}], lr={step['lr']!r})"]
+            params = ", ".join(step["params"])
+            params = f"(p for p in [{params}])" if step.get("generator") else f"[{params}]"
+            return [f"{step['out']} = SGD({params}, lr={step['lr']!r})"]
         if op in ("sgd_step", "sgd_zero_grad"):
             return [f"{step['opt']}.{'step' if op == 'sgd_step' else 'zero_grad'}()"]
         if op == "keep":

@@ -6,7 +6,7 @@ intermediates' grads), ``retain_graph=True`` so a second backward on one graph w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ class TorchAdapter:
     def no_grad(self) -> Any:
         return torch.no_grad()
 
-    def sgd(self, params: list[torch.Tensor], lr: float) -> torch.optim.SGD:
+    def sgd(self, params: Iterable[torch.Tensor], lr: float) -> torch.optim.SGD:
         return torch.optim.SGD(params, lr=lr)
 
     def is_runtime_error(self, exc: BaseException) -> bool:

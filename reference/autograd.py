@@ -56,7 +56,7 @@ class Tensor:
     def _result(cls, data: np.ndarray, parents: tuple[Tensor, ...], backward) -> Tensor:
         """Wrap an op's fresh output; record the graph only when a gradient can flow."""
         out = cls.__new__(cls)
-        out.data = data
+        out.data = np.asarray(data)  # NumPy returns 0-d results as scalars; keep them arrays
         out.grad = None
         out.requires_grad = _grad_enabled and any(p.requires_grad for p in parents)
         out._parents = parents if out.requires_grad else ()
@@ -142,6 +142,8 @@ class Tensor:
                     continue
                 if pg is g:  # passed through unchanged (add): give the parent its own copy
                     pg = pg.copy()
+                elif not isinstance(pg, np.ndarray):  # a 0-d NumPy scalar: make it an array
+                    pg = np.array(pg)
                 key = id(parent)
                 if key in pass_grads:
                     pass_grads[key] += pg
