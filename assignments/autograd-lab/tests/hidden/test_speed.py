@@ -1,0 +1,127 @@
+"""Part speed (hidden): matmul in an MLP-sized layer, chains (time and growth), deep diamonds.
+
+Timed against the reference solution in a sandbox of the same kind, interleaved (see
+``grader.testkit.measure_speed``); the timed run's evidence is checked against torch too.
+"""
+
+import statistics
+
+import numpy as np
+import pytest
+
+from grader.testkit import Program, SpeedMeasurement, measure_speed
+
+pytestmark = pytest.mark.part("speed")
+
+MATMUL_LIMIT_S = 4.0     # the reference needs ~50 ms here; a Python loop over elements, hours
+CHAIN_LIMIT_S = 10.0     # the reference needs ~0.3 s for 10,000 ops
+DIAMOND_LIMIT_S = 5.0    # the reference needs ~20 ms for 200 diamonds; path enumeration, 2**200 steps
+GROWTH_SLACK = 2.0       # a 10x longer chain may take at most this times the reference's growth
+
+
+def layer_program(seed: int) -> Program:
+    """Two matmul layers at MLP-like sizes: ``((X @ W1 + b1).relu() @ W2 * C).sum()``."""
+    p = Program("matmul layers: (512x384 @ 384x384 + b).relu() @ 384x256", seed=seed)
+    X = p.randn("X", (512, 384))
+    W1 = p.randn("W1", (384, 384), requires_grad=True, scale=0.05)
+    b1 = p.randn("b1", (384,), requires_grad=True)
+    W2 = p.randn("W2", (384, 256), requires_grad=True, scale=0.05)
+    C = p.randn("C", (512, 256))
+    h = (X @ W1 + b1).relu().named("h")
+    loss = ((h @ W2) * C).sum().named("loss")
+    p.backward(loss)
+    p.snapshot("grads of the layers", [loss, W1, b1, W2])
+    return p
+
+
+def chain_program(seed: int, n_ops: int) -> Program:
+    """About ``n_ops`` ops in a chain: y * 0.9999, + b (a leaf used every third op), relu."""
+    p = Program(f"backward through a chain of {n_ops} ops with a shared bias", seed=seed)
+    start = np.abs(np.random.default_rng((seed, n_ops)).standard_normal((3, 5))).round(3) + 1
+    x = p.tensor("x", start, requires_grad=True)         # positive, so relu lets every element through
+    b = p.tensor("b", [0.001, 0.002, 0.0005, 0.0015, 0.0], requires_grad=True)
+    y = x
+    for _ in range(n_ops // 3):
+        y = y * 0.9999
+        y = y + b
+        y = y.relu()
+    loss = (y * y).sum()
+    p.backward(loss)
+    p.snapshot("grads of x and b after backward through the chain", [x, b])
+    return p
+
+
+def diamond_program(seed: int, depth: int) -> Program:
+    """``depth`` diamonds with a skip: y -> (y * 0.5, (y + 1).relu() * 0.75, y * -0.25) -> sum.
+
+    Where y > -1 the three branches' slopes add up to 1, so x.grad stays of order 1.
+    """
+    p = Program(f"backward through a chain of {depth} diamonds with skips", seed=seed)
+    x = p.randn("x", (4, 3), requires_grad=True)
+    y = x
+    for _ in range(depth):
+        a = y * 0.5
+        b = (y + 1).relu() * 0.75
+        y = a + b + y * -0.25
+    loss = y.sum()
+    p.backward(loss)
+    p.snapshot("x.grad after backward through the diamonds", [x])
+    return p
+
+
+def per_run(seconds: list[float], m: SpeedMeasurement) -> float:
+    return statistics.median(seconds) / m.repeats
+
+
+@pytest.mark.points(2.5)
+def test_matmul_layers_are_vectorised(lab, reference_lab, torch_ref, assignment, seed):
+    """Forward and backward of two MLP-sized matmul layers within matmul_factor of the reference."""
+    factor = assignment.config.speed.matmul_factor
+    m = measure_speed(lab, reference_lab, torch_ref, layer_program(seed + 2301),
+                      rounds=assignment.config.speed.rounds, slow_limit_s=MATMUL_LIMIT_S)
+    assert m.ratio <= factor, (f"forward+backward of two matmul layers is more than {factor:g}x slower than the "
+                               f"reference: {m.summary()}. Use @ on the arrays, no Python loops over elements.")
+
+
+@pytest.mark.points(2.5)
+def test_backward_through_a_long_chain_with_a_shared_leaf(lab, reference_lab, torch_ref, assignment, seed):
+    """10,000 ops, a bias used 3,333 times: no RecursionError, within chain_factor of the reference."""
+    factor = assignment.config.speed.chain_factor
+    m = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2302, 10_000),
+                      rounds=assignment.config.speed.rounds, slow_limit_s=CHAIN_LIMIT_S)
+    assert m.ratio <= factor, (f"backward through a chain of 10,000 ops is more than {factor:g}x slower than the "
+                               f"reference: {m.summary()}")
+
+
+@pytest.mark.points(2.5)
+def test_backward_time_grows_linearly_with_the_chain(lab, reference_lab, torch_ref, assignment, seed):
+    """A 10x longer chain may take about 10x longer, as for the reference, not 100x (quadratic).
+
+    Judged on the two speed ratios (each interleaved with the reference, so immune to load that
+    changes between the two measurements): going from 1,000 to 10,000 ops, the ratio to the
+    reference may grow at most GROWTH_SLACK times. A short ratio below 1 counts as 1, so that
+    a lucky fast short measurement does not make an honest submission look superlinear; the short
+    chain gets three times the rounds (they are cheap) because its ratio is the noisier one.
+    """
+    rounds = assignment.config.speed.rounds
+    short = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2303, 1_000),
+                          rounds=3 * rounds, slow_limit_s=CHAIN_LIMIT_S)  # short runs: more rounds
+    long = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2304, 10_000),
+                         rounds=rounds, slow_limit_s=CHAIN_LIMIT_S)
+    growth = per_run(long.lab_seconds, long) / per_run(short.lab_seconds, short)
+    ref_growth = per_run(long.reference_seconds, long) / per_run(short.reference_seconds, short)
+    assert long.ratio <= GROWTH_SLACK * max(short.ratio, 1.0), (
+        f"from a chain of 1,000 ops to one of 10,000 your time grew {growth:.1f}x, the reference's "
+        f"{ref_growth:.1f}x (linear time: about 10x; quadratic: about 100x). Look for a list used for "
+        f"membership tests, or work repeated per node over the whole graph. "
+        f"1,000 ops: {short.summary()}; 10,000 ops: {long.summary()}")
+
+
+@pytest.mark.points(2.5)
+def test_backward_through_200_diamonds(lab, reference_lab, torch_ref, assignment, seed):
+    """200 diamonds with skips (3**200 paths): each node once, within diamond_factor of the reference."""
+    factor = assignment.config.speed.diamond_factor
+    m = measure_speed(lab, reference_lab, torch_ref, diamond_program(seed + 2305, 200),
+                      rounds=assignment.config.speed.rounds, slow_limit_s=DIAMOND_LIMIT_S)
+    assert m.ratio <= factor, (f"backward through 200 diamonds is more than {factor:g}x slower than the "
+                               f"reference: {m.summary()}. Process each node once, in reverse topological order.")
