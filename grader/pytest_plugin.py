@@ -240,6 +240,10 @@ class GradingSession:
             status, text = _failure_text(call.excinfo, report.longrepr)
             report.longrepr = text  # the student's message, not the harness's traceback
             item.stash[_STATUS] = (status, text)
+        elif report.skipped and _STATUS not in item.stash:
+            # A graded test that did not run earns nothing: a skip must never count as a pass.
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            item.stash[_STATUS] = ("error", f"not run: {reason}")
         if call.when == "teardown":
             status, text = item.stash.get(_STATUS, ("passed", ""))
             duration = item.stash.get(_DURATION, 0.0) + report.duration
