@@ -65,6 +65,26 @@ def _value_details(exp: np.ndarray, got: np.ndarray, rtol: float, atol: float) -
     ], worst
 
 
+def _shape_hint(kind: str, exp: np.ndarray, got: np.ndarray) -> list[str]:
+    """Why a shape may be wrong: a broadcast not summed back, or a transposed gradient."""
+    if kind != "grad":
+        return []
+    try:
+        broadcast = np.broadcast_shapes(exp.shape, got.shape) == got.shape and got.size > exp.size
+    except ValueError:
+        broadcast = False
+    if broadcast:
+        return ["the gradient of a broadcast operand must be summed back to that operand's shape"]
+    if got.shape == exp.shape[::-1]:
+        return ["it looks transposed: check the order and the transposes in the backward of @"]
+    return ["a tensor's grad always has the tensor's own shape"]
+
+
+def _shape_check(expr: str, exp: np.ndarray) -> list[str]:
+    return [f"got = np.asarray({expr})",
+            f"assert got.shape == {tuple(exp.shape)!r}, f'{expr} has shape {{got.shape}}, expected {tuple(exp.shape)!r}'"]
+
+
 def _array_check(expr: str, exp: np.ndarray, worst: tuple[int, ...], rtol: float, atol: float) -> list[str]:
     lines = [f"got = np.asarray({expr})",
              f"assert got.shape == {tuple(exp.shape)!r}, f'{expr} has shape {{got.shape}}, expected {tuple(exp.shape)!r}'"]
@@ -101,9 +121,19 @@ class Comparer:
         for key, ok in self.got.inputs_unchanged.items():
             if not ok and self.exp.inputs_unchanged.get(key, True):
                 self.diffs.append(Difference(
-                    "an array passed to Tensor(...) or to an op was modified in place",
-                    ["Tensor(data) must copy data, and ops must never modify their inputs."], order=(9, 0)))
+                    f"the array given as {self._array_use(key)} was modified in place",
+                    ["Tensor(data) must copy data (the caller keeps its array), and ops must never write "
+                     "into their inputs (no `out=self.data`, no `+=` on data)."], order=(9, 0)))
         return self.diffs
+
+    def _array_use(self, key: str) -> str:
+        """Where the Program used array ``key``: a leaf's data or an op's constant operand."""
+        for step in self.p.flat_steps():
+            if step["op"] == "tensor" and step["value"].get("array") == key:
+                return f"data of {step['out']} ({describe_step(self.p, step['out'])})"
+            if step["op"] == "binary" and key in (step["a"].get("array"), step["b"].get("array")):
+                return f"a constant operand of {describe_step(self.p, step['out'])}"
+        return f"input {key}"
 
     def _error(self) -> None:
         err = self.got.error or {}
@@ -155,10 +185,8 @@ class Comparer:
             return
         if got.shape != exp.shape:
             self.diffs.append(Difference(
-                f"{expr} has shape {_shape(got)}, expected {_shape(exp)}",
-                where + (["the gradient of a broadcast operand must be summed back to that operand's shape"]
-                         if kind == "grad" else []),
-                stop(_array_check(expr, exp, (), self.rtol, self.atol)), order=order))
+                f"{expr} has shape {_shape(got)}, expected {_shape(exp)}", where + _shape_hint(kind, exp, got),
+                stop(_shape_check(expr, exp)), order=order))
             return
         if got_dtype != "float64":
             self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected float64", where,
@@ -191,7 +219,9 @@ class Comparer:
         if got == exp:
             return
         step = next(s for s in self.p.flat_steps() if s["op"] == "fact" and s["label"] == label)
-        self.diffs.append(Difference(f"{label}: expected {exp!r}, got {got!r}",
+        headline = (f"{label}: {got} share one array" if step["kind"] == "grads_distinct" and got
+                    else f"{label}: expected {exp!r}, got {got!r}")
+        self.diffs.append(Difference(headline,
                                      [FACT_HINTS.get(step["kind"], "")],
                                      StopAt(fact_check(step, exp), label=label, before=True), order=(6, 0)))
 

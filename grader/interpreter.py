@@ -288,7 +288,7 @@ class Interpreter:
             elif kind == "grad_writable":
                 value = self.adapter.grad_writable(ts[0])
             elif kind == "grads_distinct":
-                value = self._grads_distinct(ts)
+                value = self._grads_distinct(step["tensors"])
             elif kind == "requires_grad":
                 value = ts[0].requires_grad
                 value = value if isinstance(value, bool) else repr(value)[:100]
@@ -298,10 +298,13 @@ class Interpreter:
             value = f"error: {type(exc).__name__}: {_short(str(exc))}"
         self.result.facts[step["label"]] = value
 
-    def _grads_distinct(self, ts: list[Any]) -> bool:
-        grads = [self.adapter.read_grad(t) for t in ts]
-        arrays = [g for g in grads if isinstance(g, np.ndarray)]
-        return not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
+    def _grads_distinct(self, names: list[str]) -> str:
+        """'' when no two grads share memory, else which ones do ('a.grad and b.grad; ...')."""
+        grads = [(n, self.adapter.read_grad(self.env[n])) for n in names]
+        arrays = [(n, g) for n, g in grads if isinstance(g, np.ndarray)]
+        shared = [f"{a}.grad and {b}.grad" for i, (a, ga) in enumerate(arrays)
+                  for b, gb in arrays[i + 1:] if np.shares_memory(ga, gb)]
+        return "; ".join(shared)
 
     def _state(self, t: Any) -> TensorState:
         st = TensorState()

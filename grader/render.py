@@ -149,10 +149,12 @@ def fact_check(step: dict[str, Any], expected: Any) -> list[str]:
         "shares_data": lambda: f"np.shares_memory({ts[0]}.data, {ts[1]}.data)",
         "shares_data_with_kept": lambda: f"np.shares_memory({ts[0]}.data, {step.get('kept')})",
         "grad_writable": lambda: f"{ts[0]}.grad.flags.writeable",
-        "grads_distinct": lambda: "not any(np.shares_memory(a.grad, b.grad) for i, a in enumerate(ts) "
-                                  "for b in ts[i + 1:] if a.grad is not None and b.grad is not None)",
+        "grads_distinct": lambda: "'; '.join(f'{n1}.grad and {n2}.grad' for i, (n1, t1) in enumerate(_ts) "
+                                  "for n2, t2 in _ts[i + 1:] if isinstance(t1.grad, np.ndarray) "
+                                  "and isinstance(t2.grad, np.ndarray) and np.shares_memory(t1.grad, t2.grad))",
         "requires_grad": lambda: f"{ts[0]}.requires_grad",
     }
-    lines = [f"ts = [{', '.join(ts)}]"] if kind == "grads_distinct" else []
+    pairs = ", ".join(f"({n!r}, {n})" for n in ts)
+    lines = [f"_ts = [{pairs}]  # (name, tensor)"] if kind == "grads_distinct" else []
     expr = exprs[kind]()
     return lines + [f"assert ({expr}) == {expected!r}, {step['label']!r}"]

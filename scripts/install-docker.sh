@@ -3,7 +3,8 @@
 #
 #   bash scripts/install-docker.sh
 #
-# Idempotent: installs Debian's docker.io when `dockerd` is missing, starts
+# Idempotent: installs Debian's docker.io when `dockerd` is missing (and
+# debootstrap, with which the sandbox's base image is made offline), starts
 # `dockerd` when `docker info` fails (systemd when it runs, else dockerd in the
 # background logging to $DOCKERD_LOG), and waits until the engine answers.
 # Settings (environment):
@@ -44,16 +45,20 @@ as_root() {
     fi
 }
 
-install_engine() {
-    command -v dockerd >/dev/null 2>&1 && return 0
+install_packages() {
+    # dockerd from docker.io; debootstrap makes the sandbox's base image offline.
+    local missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+    [ "${#missing[@]}" -eq 0 ] && return 0
     command -v apt-get >/dev/null 2>&1 \
-        || die "dockerd is not installed and apt-get is not available" \
-               "install Docker Engine for your system: https://docs.docker.com/engine/install/"
-    say "installing Debian's docker.io (apt-get)..."
+        || die "missing: ${missing[*]}, and apt-get is not available" \
+               "install Docker Engine (and debootstrap) for your system: https://docs.docker.com/engine/install/"
+    say "installing Debian's ${missing[*]} (apt-get)..."
     as_root apt-get update -q >/dev/null \
         || die "apt-get update failed" "check that the Debian mirror in /etc/apt/sources.list* is reachable"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io >/dev/null \
-        || die "apt-get install docker.io failed" "run: apt-get install -y docker.io  (and read its output)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+        || die "apt-get install ${missing[*]} failed" "run: apt-get install -y ${missing[*]}  (and read its output)"
     command -v dockerd >/dev/null 2>&1 || die "docker.io installed but dockerd is not on PATH" "look for it in /usr/sbin"
 }
 
@@ -121,6 +126,7 @@ start_engine() {
 
 main() {
     if command -v docker >/dev/null 2>&1 && engine_ready; then
+        install_packages
         say "Docker engine is running ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
         return 0
     fi
@@ -128,7 +134,7 @@ main() {
         die "the Docker engine runs, but user '$(id -un)' may not use it" \
             "sudo usermod -aG docker $(id -un)  (then log in again)"
     fi
-    install_engine
+    install_packages
     start_engine
     say "Docker engine is running ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
 }

@@ -12,6 +12,7 @@ import pytest
 
 from grader.assignment import find_assignment
 from grader.runner import GradeRequest, grade
+from tests.buggy import materialize
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "Reproducer ("
@@ -42,7 +43,7 @@ def run_script(script: str, submission: Path, tmp_path: Path) -> subprocess.Comp
 
 @pytest.mark.parametrize(("variant", "part", "mention"), CASES, ids=[c[0] for c in CASES])
 def test_reproducer_fails_the_same_way(variant: str, part: str, mention: str, tmp_path: Path) -> None:
-    submission = ROOT / "tests" / "buggy" / variant
+    submission = materialize(variant, tmp_path / "submission" / variant)
     report = grade(GradeRequest(find_assignment("autograd-lab"), submission, backend="local", parts=(part,))).report
     failing = [t for t in report.tests if t.status == "failed"]
     assert failing, f"{variant}: no failing test in part {part}"
@@ -52,9 +53,9 @@ def test_reproducer_fails_the_same_way(variant: str, part: str, mention: str, tm
     script = reproducer_of(test.output)
     bad = run_script(script, submission, tmp_path)
     assert bad.returncode != 0, f"the reproducer passed against {variant}:\n{script}"
-    last = bad.stderr.strip().splitlines()[-1]
     expected_type = headline.split(":")[0] if headline.split(":")[0].endswith("Error") else "AssertionError"
-    assert last.startswith(expected_type), (headline, bad.stderr[-1500:])
+    raised = [line for line in bad.stderr.splitlines() if line and not line[0].isspace() and ":" in line]
+    assert raised and raised[-1].startswith(expected_type), (headline, bad.stderr[-1500:])
     ref_dir = tmp_path / "reference-run"
     ref_dir.mkdir()
     ok = run_script(script, ROOT / "reference", ref_dir)

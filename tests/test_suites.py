@@ -10,14 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from grader.assignment import find_assignment
 from grader.runner import GradeRequest, grade
+from tests.buggy import CATALOG, HERE as BUGGY, materialize
 
 ROOT = Path(__file__).resolve().parent.parent
-BUGGY = ROOT / "tests" / "buggy"
-CATALOG = yaml.safe_load((BUGGY / "catalog.yaml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +23,14 @@ def assignment():
     return find_assignment("autograd-lab")
 
 
-def test_catalog_lists_every_variant_once() -> None:
+def test_catalog_lists_every_variant_once_and_each_applies(tmp_path: Path) -> None:
     names = [entry["name"] for entry in CATALOG]
-    folders = sorted(p.name for p in BUGGY.iterdir() if (p / "autograd.py").is_file())
-    assert sorted(names) == folders
-    assert len(names) >= 15
+    diffs = sorted(p.stem for p in BUGGY.glob("*.diff"))
+    assert sorted(names) == diffs and len(set(names)) == len(names) >= 15
+    reference = (ROOT / "reference" / "autograd.py").read_text(encoding="utf-8")
+    for name in names:
+        variant = (materialize(name, tmp_path / name) / "autograd.py").read_text(encoding="utf-8")
+        assert variant != reference, name
 
 
 def test_reference_earns_full_marks(assignment) -> None:
@@ -52,8 +53,9 @@ def test_template_earns_zero_and_every_test_explains(assignment) -> None:
 
 
 @pytest.mark.parametrize("entry", CATALOG, ids=[e["name"] for e in CATALOG])
-def test_buggy_variant_loses_points_in_its_part(assignment, entry: dict) -> None:
-    report = grade(GradeRequest(assignment, BUGGY / entry["name"], backend="local",
+def test_buggy_variant_loses_points_in_its_part(assignment, entry: dict, tmp_path: Path) -> None:
+    submission = materialize(entry["name"], tmp_path / entry["name"])
+    report = grade(GradeRequest(assignment, submission, backend="local",
                                 parts=(entry["part"],))).report
     part = report.parts[entry["part"]]
     assert part.score < part.max_score, f"{entry['name']} ({entry['bug']}) passed every {entry['part']} test"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.utils
 
 from grader.errors import SandboxError
 from grader.sandbox.worker_files import WORKER_FILES
@@ -39,6 +40,7 @@ PYTHON_VERSION = "3.11"
 LABEL = "autograd-grader"         # every image and container of the grader carries it
 DOCKER_HINT = "bash scripts/install-docker.sh"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+PULL_TIMEOUT_S = 60
 
 # Docker's architecture name -> the wheel platform tags that fit a glibc >= 2.28 base.
 WHEEL_PLATFORMS = {
@@ -123,9 +125,9 @@ def _local_image(client: docker.DockerClient, ref: str):
 
 
 def _try_pull(ref: str) -> bool:
-    repository, _, tag = ref.partition(":")
+    repository, tag = docker.utils.parse_repository_tag(ref)
     try:
-        docker.from_env(timeout=300).images.pull(repository, tag=tag or "latest")
+        docker.from_env(timeout=PULL_TIMEOUT_S).images.pull(repository, tag=tag or "latest")
     except docker.errors.DockerException:
         return False
     return True
@@ -248,7 +250,7 @@ class BuildInputs:
             add("worker", rel, self.worker[rel])
         for wheel in sorted(self.wheels, key=lambda p: p.name):
             add("wheel", wheel.name, wheel.read_bytes())
-        add("base", self.base_ref, self.base_id.encode())
+        add("base", "id", self.base_id.encode())     # by id: any name of the same base is alike
         add("arg", "NUMPY_VERSION", self.numpy_version.encode())
         return h.hexdigest()
 
@@ -303,13 +305,34 @@ def build_image(client: docker.DockerClient, inputs: BuildInputs) -> str:
             raise SandboxError(f"building the sandbox image failed: {_first_line(err)}",
                                hint=f"is the engine healthy? {DOCKER_HINT}") from None
     client.images.get(tag).tag(IMAGE_REPO, "latest")
+    remove_old_images(client, keep=tag)
     return tag
 
 
-def ensure_image(client: docker.DockerClient | None = None, *, base: str = "auto",
+def remove_old_images(client: docker.DockerClient, keep: str) -> list[str]:
+    """Untag earlier builds of the sandbox image (best effort: an image in use stays)."""
+    keep_id = client.images.get(keep).id
+    removed = []
+    for image in client.images.list(name=IMAGE_REPO):
+        if image.id == keep_id:
+            continue
+        for tag in image.tags:
+            try:
+                client.images.remove(tag, noprune=False)
+                removed.append(tag)
+            except docker.errors.APIError:
+                pass
+    return removed
+
+
+def ensure_image(client: docker.DockerClient | None = None, *, base: str | None = None,
                  rebuild: bool = False, root: Path | None = None) -> str:
-    """The tag of an up-to-date sandbox image, built only when its inputs changed."""
+    """The tag of an up-to-date sandbox image, built only when its inputs changed.
+
+    ``base``: see ``resolve_base``; default ``$GRADER_SANDBOX_BASE``, else ``auto``.
+    """
     client = client or docker_client()
+    base = base or os.environ.get("GRADER_SANDBOX_BASE") or "auto"
     inputs = collect_inputs(client, base=base, root=root)
     tag = inputs.tag()
     if not rebuild and _local_image(client, tag):
@@ -320,7 +343,7 @@ def ensure_image(client: docker.DockerClient | None = None, *, base: str = "auto
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m grader.sandbox.image",
                                      description="Build the grader's sandbox image offline.")
-    parser.add_argument("--base", default="auto",
+    parser.add_argument("--base", default=None,
                         help="auto (default), debootstrap, or an image reference")
     parser.add_argument("--rebuild", action="store_true", help="build even if the tag exists")
     parser.add_argument("--rebuild-base", action="store_true",
