@@ -54,8 +54,8 @@ def test_reproducer_fails_the_same_way(variant: str, part: str, mention: str, tm
     bad = run_script(script, submission, tmp_path)
     assert bad.returncode != 0, f"the reproducer passed against {variant}:\n{script}"
     expected_type = headline.split(":")[0] if headline.split(":")[0].endswith("Error") else "AssertionError"
-    raised = [line for line in bad.stderr.splitlines() if line and not line[0].isspace() and ":" in line]
-    assert raised and raised[-1].startswith(expected_type), (headline, bad.stderr[-1500:])
+    raised = [line for line in bad.stderr.splitlines() if line.startswith(f"{expected_type}:")]
+    assert raised, (headline, bad.stderr[-1500:])
     ref_dir = tmp_path / "reference-run"
     ref_dir.mkdir()
     ok = run_script(script, ROOT / "reference", ref_dir)
