@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -23,9 +24,10 @@ from grader.terminal import print_report
               help="write the JSON report here (default: report.json)")
 @click.option("--seed", type=int, default=None, help="seed of the Programs (default: the assignment's)")
 @click.option("--student", default=None, help="student id recorded in the report")
+@click.option("--part", "parts", multiple=True, help="only this part (repeatable); max_score is then that part's")
 @click.option("--quiet", "-q", is_flag=True, help="print only the score line")
 def command(submission: Path, assignment: str, backend: str, output: Path | None, seed: int | None,
-            student: str | None, quiet: bool) -> None:
+            student: str | None, parts: tuple[str, ...], quiet: bool) -> None:
     """Grade SUBMISSION with the public and hidden tests and write its JSON report.
 
     Exit status: 0 full marks, 1 some test failed, 3 the submission could not be graded.
@@ -33,12 +35,15 @@ def command(submission: Path, assignment: str, backend: str, output: Path | None
     asg = find_assignment(assignment)
     image = None
     if backend == "docker":
-        from grader.sandbox.image import ensure_image
+        from grader.sandbox.image import describe_image, ensure_image
 
-        image = ensure_image()
+        tag = ensure_image()
+        os.environ["GRADER_SANDBOX_IMAGE"] = tag  # the sandboxes use exactly this image
+        image = describe_image(tag)
     console = Console(stderr=quiet)
     with console.status(f"grading {submission} ({backend} sandbox)..."):
-        result = grade(GradeRequest(asg, submission, backend=backend, seed=seed, student=student, image=image))
+        result = grade(GradeRequest(asg, submission, backend=backend, seed=seed, student=student, image=image,
+                                    parts=parts))
     report = result.report
     path = write_report(report, output or Path("report.json"))
     if not quiet:

@@ -340,6 +340,12 @@ def ensure_image(client: docker.DockerClient | None = None, *, base: str | None 
     return build_image(client, inputs)
 
 
+def describe_image(tag: str, client: docker.DockerClient | None = None) -> str:
+    """``tag@image-id``: what a report records, so a grade names the exact image it ran in."""
+    client = client or docker_client()
+    return f"{tag}@{client.images.get(tag).id}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m grader.sandbox.image",
                                      description="Build the grader's sandbox image offline.")
