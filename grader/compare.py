@@ -7,8 +7,9 @@ worst element) and ends with a reproducer that fails the same way.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,6 +34,7 @@ class Difference:
     details: list[str] = field(default_factory=list)
     stop: StopAt | None = None
     order: tuple[int, int] = (0, 0)
+    when: int = 0   # position in the Program of the observation that showed it: earliest first
 
 
 def describe_step(program: Program, name: str) -> str:
@@ -109,22 +111,37 @@ class Comparer:
         self.diffs: list[Difference] = []
 
     def run(self) -> list[Difference]:
+        positions = {label: i for i, s in enumerate(self.p.flat_steps())
+                     for label in (s.get("label"), s.get("expect_error")) if label}
         if self.got.error and self.got.error != self.exp.error:
             self._error()
+            self.diffs[-1].when = int(self.got.error.get("step") or 0)
         for label, states in self.exp.snapshots.items():
-            for name, st in states.items():
-                self._tensor(label, name, st, self.got.snapshots.get(label, {}).get(name))
+            with self._at(positions.get(label, 0)):
+                for name, st in states.items():
+                    self._tensor(label, name, st, self.got.snapshots.get(label, {}).get(name))
         for label, value in self.exp.caught.items():
-            self._caught(label, value, self.got.caught.get(label))
+            with self._at(positions.get(label, 0)):
+                self._caught(label, value, self.got.caught.get(label))
         for label, value in self.exp.facts.items():
-            self._fact(label, value, self.got.facts.get(label))
+            with self._at(positions.get(label, 0)):
+                self._fact(label, value, self.got.facts.get(label))
         for key, ok in self.got.inputs_unchanged.items():
             if not ok and self.exp.inputs_unchanged.get(key, True):
                 self.diffs.append(Difference(
                     f"the array given as {self._array_use(key)} was modified in place",
                     ["Tensor(data) must copy data (the caller keeps its array), and ops must never write "
-                     "into their inputs (no `out=self.data`, no `+=` on data)."], order=(9, 0)))
+                     "into their inputs (no `out=self.data`, no `+=` on data)."], order=(9, 0),
+                    when=len(self.p.flat_steps())))
         return self.diffs
+
+    @contextlib.contextmanager
+    def _at(self, when: int) -> Iterator[None]:
+        """Stamp the differences found inside the block with the observation's position."""
+        first = len(self.diffs)
+        yield
+        for diff in self.diffs[first:]:
+            diff.when = when
 
     def _array_use(self, key: str) -> str:
         """Where the Program used array ``key``: a leaf's data or an op's constant operand."""
@@ -155,7 +172,7 @@ class Comparer:
         stop = lambda lines: StopAt(lines, label=label, before=True)  # noqa: E731
         if got.requires_grad != exp.requires_grad:
             self.diffs.append(Difference(
-                f"{name}.requires_grad is {got.requires_grad!r}, expected {exp.requires_grad!r}",
+                f"{name}.requires_grad is {got.requires_grad!r}, expected {exp.requires_grad!r} (at '{label}')",
                 [f"{name} = ...: {describe_step(self.p, name)}", _requires_grad_rule(exp.requires_grad)],
                 stop([f"assert {name}.requires_grad is {exp.requires_grad!r}, "
                       f"f'{name}.requires_grad is {{{name}.requires_grad!r}}'"]), order=(1, pos)))
@@ -165,7 +182,8 @@ class Comparer:
             details = [f"{name} = ...: {describe_step(self.p, name)}",
                        "tensors that do not require grad keep grad None; every tensor in the graph that "
                        "requires grad (intermediates too) gets a grad from backward()"]
-            self.diffs.append(Difference(f"{name}.grad is {'None' if got.grad_is_none else 'set'}, expected {want}",
+            self.diffs.append(Difference(f"{name}.grad is {'None' if got.grad_is_none else 'set'}, expected {want} "
+                                         f"(at '{label}')",
                                          details, stop([f"assert ({name}.grad is None) is {exp.grad_is_none}, "
                                                         f"f'{name}.grad is {{{name}.grad!r}}'"]), order=(3, -pos)))
         elif not exp.grad_is_none:
@@ -243,7 +261,7 @@ def _requires_grad_rule(expected: Any) -> str:
 def find_differences(program: Program, expected: RunResult, got: RunResult,
                      rtol: float = RTOL, atol: float = ATOL) -> list[Difference]:
     diffs = Comparer(program, expected, got, rtol, atol).run()
-    return sorted(diffs, key=lambda d: d.order)
+    return sorted(diffs, key=lambda d: (d.when, d.order))
 
 
 def explain(program: Program, diffs: list[Difference]) -> str:

@@ -100,6 +100,7 @@ class Program:
     origins: dict[str, _ArrayOrigin] = field(default_factory=dict)
     _blocks: list[list[dict[str, Any]]] = field(default_factory=list, repr=False)
     _names: set[str] = field(default_factory=set, repr=False)
+    _next_index: dict[str, int] = field(default_factory=dict, repr=False)
     _draws: int = 0
 
     # ---- leaves ----
@@ -214,9 +215,13 @@ class Program:
         (self._blocks[-1] if self._blocks else self.steps).append(step)
 
     def _fresh(self, base: str) -> str:
-        name, i = (base, 1) if base != "t" else ("t1", 2)
+        """``t1, t2, ...`` (or ``opt, opt1, ...``): a counter per base keeps long Programs linear to build."""
+        i = self._next_index.get(base, 1 if base == "t" else 0)
+        name = f"{base}{i}" if i else base
         while name in self._names:
-            name, i = f"{base}{i}", i + 1
+            i += 1
+            name = f"{base}{i}"
+        self._next_index[base] = i + 1
         self._names.add(name)
         return name
 

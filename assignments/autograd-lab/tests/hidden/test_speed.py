@@ -9,6 +9,9 @@ import statistics
 import numpy as np
 import pytest
 
+from grader.compare import ATOL, RTOL, Mismatch
+from grader.interpreter import RunResult
+from grader.render import array_literal
 from grader.testkit import Program, SpeedMeasurement, measure_speed
 
 pytestmark = pytest.mark.part("speed")
@@ -34,24 +37,33 @@ def layer_program(seed: int) -> Program:
     return p
 
 
-def chain_program(seed: int, n_ops: int) -> Program:
-    """About ``n_ops`` ops in a chain: y * 0.9999, + b (a leaf used every third op), relu."""
+def chain_program(seed: int, n_ops: int) -> tuple[Program, list[str]]:
+    """About ``n_ops`` ops in a chain: y * 0.9999, + b (a leaf used every third op), relu; and its script."""
     p = Program(f"backward through a chain of {n_ops} ops with a shared bias", seed=seed)
-    start = np.abs(np.random.default_rng((seed, n_ops)).standard_normal((3, 5))).round(3) + 1
+    start = (np.abs(np.random.default_rng((seed, n_ops)).standard_normal((3, 5))) + 1).round(3)
+    bias = [0.001, 0.002, 0.0005, 0.0015, 0.0]
     x = p.tensor("x", start, requires_grad=True)         # positive, so relu lets every element through
-    b = p.tensor("b", [0.001, 0.002, 0.0005, 0.0015, 0.0], requires_grad=True)
+    b = p.tensor("b", bias, requires_grad=True)
     y = x
     for _ in range(n_ops // 3):
         y = y * 0.9999
         y = y + b
         y = y.relu()
-    loss = (y * y).sum()
+    loss = (y * y).sum().named("loss")
     p.backward(loss)
     p.snapshot("grads of x and b after backward through the chain", [x, b])
-    return p
+    return p, [f"x = Tensor({array_literal(start)}, requires_grad=True)",
+               f"b = Tensor({bias!r}, requires_grad=True)",
+               "y = x",
+               f"for _ in range({n_ops // 3}):",
+               "    y = y * 0.9999",
+               "    y = y + b",
+               "    y = y.relu()",
+               "loss = (y * y).sum()",
+               "loss.backward()"]
 
 
-def diamond_program(seed: int, depth: int) -> Program:
+def diamond_program(seed: int, depth: int) -> tuple[Program, list[str]]:
     """``depth`` diamonds with a skip: y -> (y * 0.5, (y + 1).relu() * 0.75, y * -0.25) -> sum.
 
     Where y > -1 the three branches' slopes add up to 1, so x.grad stays of order 1.
@@ -63,10 +75,54 @@ def diamond_program(seed: int, depth: int) -> Program:
         a = y * 0.5
         b = (y + 1).relu() * 0.75
         y = a + b + y * -0.25
-    loss = y.sum()
+    loss = y.sum().named("loss")
     p.backward(loss)
     p.snapshot("x.grad after backward through the diamonds", [x])
-    return p
+    return p, ["x = Tensor(randn(0, (4, 3)), requires_grad=True)",
+               "y = x",
+               f"for _ in range({depth}):",
+               "    a = y * 0.5",
+               "    b = (y + 1).relu() * 0.75",
+               "    y = a + b + y * -0.25",
+               "loss = y.sum()",
+               "loss.backward()"]
+
+
+def timed(lab, reference_lab, torch_ref, program: Program, rounds: int, slow_limit_s: float,
+          loop_script: list[str] | None = None) -> SpeedMeasurement:
+    """``measure_speed``; a long program's wrong answer gets a short reproducer.
+
+    The generic reproducer of a 10,000-op program is 10,000 lines; ``loop_script`` builds the same
+    tensors with a loop, and the expected gradients come from torch's run of the program.
+    """
+    try:
+        return measure_speed(lab, reference_lab, torch_ref, program, rounds=rounds, slow_limit_s=slow_limit_s)
+    except Mismatch as exc:
+        if loop_script is None:
+            raise
+        what = str(exc).split("\nReproducer (", 1)[0].rstrip()
+        script = loop_reproducer(program, torch_ref.run(program), loop_script)
+        raise Mismatch(f"{what}\n\nReproducer ({program.title}, seed {program.seed}); save as reproduce.py "
+                       f"next to your autograd.py and run it:\n\n{script}") from None
+
+
+def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> str:
+    """A short script: the loop that builds the program, then torch's gradients of its snapshot."""
+    lines = [f"# Reproducer: {program.title} (seed {program.seed})",
+             "import numpy as np",
+             "from autograd import Tensor",
+             "",
+             "def randn(k, shape):",
+             f"    return np.random.default_rng(({program.seed}, k)).standard_normal(shape)",
+             "",
+             *body]
+    for states in expected.snapshots.values():
+        for name, state in states.items():
+            lines += [f"expected = {array_literal(state.grad)}  # {name}.grad computed by torch.autograd",
+                      f"np.testing.assert_allclose({name}.grad, expected, rtol={RTOL}, atol={ATOL}, "
+                      f"err_msg='{name}.grad')"]
+    lines.append("print('no difference found: this program runs as torch.autograd does')")
+    return "\n".join(lines) + "\n"
 
 
 def per_run(seconds: list[float], m: SpeedMeasurement) -> float:
@@ -77,8 +133,8 @@ def per_run(seconds: list[float], m: SpeedMeasurement) -> float:
 def test_matmul_layers_are_vectorised(lab, reference_lab, torch_ref, assignment, seed):
     """Forward and backward of two MLP-sized matmul layers within matmul_factor of the reference."""
     factor = assignment.config.speed.matmul_factor
-    m = measure_speed(lab, reference_lab, torch_ref, layer_program(seed + 2301),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=MATMUL_LIMIT_S)
+    m = timed(lab, reference_lab, torch_ref, layer_program(seed + 2301), assignment.config.speed.rounds,
+              MATMUL_LIMIT_S)
     assert m.ratio <= factor, (f"forward+backward of two matmul layers is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Use @ on the arrays, no Python loops over elements.")
 
@@ -87,8 +143,8 @@ def test_matmul_layers_are_vectorised(lab, reference_lab, torch_ref, assignment,
 def test_backward_through_a_long_chain_with_a_shared_leaf(lab, reference_lab, torch_ref, assignment, seed):
     """10,000 ops, a bias used 3,333 times: no RecursionError, within chain_factor of the reference."""
     factor = assignment.config.speed.chain_factor
-    m = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2302, 10_000),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=CHAIN_LIMIT_S)
+    program, script = chain_program(seed + 2302, 10_000)
+    m = timed(lab, reference_lab, torch_ref, program, assignment.config.speed.rounds, CHAIN_LIMIT_S, script)
     assert m.ratio <= factor, (f"backward through a chain of 10,000 ops is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}")
 
@@ -100,14 +156,14 @@ def test_backward_time_grows_linearly_with_the_chain(lab, reference_lab, torch_r
     Judged on the two speed ratios (each interleaved with the reference, so immune to load that
     changes between the two measurements): going from 1,000 to 10,000 ops, the ratio to the
     reference may grow at most GROWTH_SLACK times. A short ratio below 1 counts as 1, so that
-    a lucky fast short measurement does not make an honest submission look superlinear; the short
-    chain gets three times the rounds (they are cheap) because its ratio is the noisier one.
+    a lucky fast short measurement does not make an honest submission look superlinear.
     """
     rounds = assignment.config.speed.rounds
-    short = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2303, 1_000),
-                          rounds=3 * rounds, slow_limit_s=CHAIN_LIMIT_S)  # short runs: more rounds
-    long = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 2304, 10_000),
-                         rounds=rounds, slow_limit_s=CHAIN_LIMIT_S)
+    short_program, short_script = chain_program(seed + 2303, 1_000)
+    long_program, long_script = chain_program(seed + 2304, 10_000)
+    # the short chain's runs are cheap and its ratio is the noisier one: three times the rounds
+    short = timed(lab, reference_lab, torch_ref, short_program, 3 * rounds, CHAIN_LIMIT_S, short_script)
+    long = timed(lab, reference_lab, torch_ref, long_program, rounds, CHAIN_LIMIT_S, long_script)
     growth = per_run(long.lab_seconds, long) / per_run(short.lab_seconds, short)
     ref_growth = per_run(long.reference_seconds, long) / per_run(short.reference_seconds, short)
     assert long.ratio <= GROWTH_SLACK * max(short.ratio, 1.0), (
@@ -121,7 +177,7 @@ def test_backward_time_grows_linearly_with_the_chain(lab, reference_lab, torch_r
 def test_backward_through_200_diamonds(lab, reference_lab, torch_ref, assignment, seed):
     """200 diamonds with skips (3**200 paths): each node once, within diamond_factor of the reference."""
     factor = assignment.config.speed.diamond_factor
-    m = measure_speed(lab, reference_lab, torch_ref, diamond_program(seed + 2305, 200),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=DIAMOND_LIMIT_S)
+    program, script = diamond_program(seed + 2305, 200)
+    m = timed(lab, reference_lab, torch_ref, program, assignment.config.speed.rounds, DIAMOND_LIMIT_S, script)
     assert m.ratio <= factor, (f"backward through 200 diamonds is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Process each node once, in reverse topological order.")

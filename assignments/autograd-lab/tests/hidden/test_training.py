@@ -128,13 +128,16 @@ def test_grads_are_zeroed_at_the_start_of_every_step(matches_torch, seed):
 
 @pytest.mark.points(2)
 def test_training_loop_on_the_mlp(matches_torch, seed):
-    """Eight steps on the lab's MLP, squared error against targets: the loss falls as torch's does."""
+    """Eight steps on the lab's MLP, squared error against targets: the loss falls as torch's does.
+
+    The parameters reach SGD as a generator, as ``model.parameters()`` would hand them over.
+    """
     p = Program("training loop on the MLP, eight steps", seed=seed + 2106)
     x = p.randn("x", (8, 4))
     minus_targets = p.array(-np.random.default_rng((seed, 2106)).standard_normal((8, 1)))
     params = _mlp_params(p, 4, 16, 1)
     W1, b1, W2, b2 = params
-    opt = p.sgd(params, lr=0.02)
+    opt = p.sgd(params, lr=0.02, as_generator=True)
     for step in range(8):
         opt.zero_grad()
         h = (x @ W1 + b1).relu().named(f"h_{step}")

@@ -9,7 +9,10 @@ than a few seconds (the reference needs milliseconds) fails at once as too slow.
 
 import pytest
 
-from grader.testkit import Program, measure_speed
+from grader.compare import ATOL, RTOL, Mismatch
+from grader.interpreter import RunResult
+from grader.render import array_literal
+from grader.testkit import Program, SpeedMeasurement, measure_speed
 
 pytestmark = pytest.mark.part("speed")
 
@@ -30,21 +33,27 @@ def matmul_program(seed: int, n: int) -> Program:
     return p
 
 
-def chain_program(seed: int, n_ops: int) -> Program:
-    """``n_ops`` ops in a chain: y = y * 1.0001, then y = y + 0.001, alternately."""
+def chain_program(seed: int, n_ops: int) -> tuple[Program, list[str]]:
+    """``n_ops`` ops in a chain: y = y * 1.0001, then y = y + 0.001, alternately; and its script."""
     p = Program(f"backward through a chain of {n_ops} ops", seed=seed)
     x = p.randn("x", (4, 4), requires_grad=True)
     y = x
     for _ in range(n_ops // 2):
         y = y * 1.0001
         y = y + 0.001
-    loss = y.sum()
+    loss = y.sum().named("loss")
     p.backward(loss)
     p.snapshot("x.grad after backward through the chain", [x])
-    return p
+    return p, ["x = Tensor(randn(0, (4, 4)), requires_grad=True)",
+               "y = x",
+               f"for _ in range({n_ops // 2}):",
+               "    y = y * 1.0001",
+               "    y = y + 0.001",
+               "loss = y.sum()",
+               "loss.backward()"]
 
 
-def diamond_program(seed: int, depth: int) -> Program:
+def diamond_program(seed: int, depth: int) -> tuple[Program, list[str]]:
     """``depth`` diamonds in a row: y feeds two branches that join again (2**depth paths).
 
     Where y > -1 the branches' slopes add up to 1, so x.grad stays of order 1.
@@ -56,18 +65,62 @@ def diamond_program(seed: int, depth: int) -> Program:
         a = y * 0.6
         b = (y + 1).relu() * 0.4
         y = a + b
-    loss = y.sum()
+    loss = y.sum().named("loss")
     p.backward(loss)
     p.snapshot("x.grad after backward through the diamonds", [x])
-    return p
+    return p, ["x = Tensor(randn(0, (8,)), requires_grad=True)",
+               "y = x",
+               f"for _ in range({depth}):",
+               "    a = y * 0.6",
+               "    b = (y + 1).relu() * 0.4",
+               "    y = a + b",
+               "loss = y.sum()",
+               "loss.backward()"]
+
+
+def timed(lab, reference_lab, torch_ref, assignment, program: Program, slow_limit_s: float,
+          loop_script: list[str] | None = None) -> SpeedMeasurement:
+    """``measure_speed`` with the assignment's rounds; a long program's wrong answer gets a short reproducer.
+
+    The generic reproducer of a 10,000-op program is 10,000 lines; ``loop_script`` builds the same
+    tensors with a loop, and the expected gradients come from torch's run of the program.
+    """
+    try:
+        return measure_speed(lab, reference_lab, torch_ref, program,
+                             rounds=assignment.config.speed.rounds, slow_limit_s=slow_limit_s)
+    except Mismatch as exc:
+        if loop_script is None:
+            raise
+        what = str(exc).split("\nReproducer (", 1)[0].rstrip()
+        script = loop_reproducer(program, torch_ref.run(program), loop_script)
+        raise Mismatch(f"{what}\n\nReproducer ({program.title}, seed {program.seed}); save as reproduce.py "
+                       f"next to your autograd.py and run it:\n\n{script}") from None
+
+
+def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> str:
+    """A short script: the loop that builds the program, then torch's gradients of its snapshot."""
+    lines = [f"# Reproducer: {program.title} (seed {program.seed})",
+             "import numpy as np",
+             "from autograd import Tensor",
+             "",
+             "def randn(k, shape):",
+             f"    return np.random.default_rng(({program.seed}, k)).standard_normal(shape)",
+             "",
+             *body]
+    for states in expected.snapshots.values():
+        for name, state in states.items():
+            lines += [f"expected = {array_literal(state.grad)}  # {name}.grad computed by torch.autograd",
+                      f"np.testing.assert_allclose({name}.grad, expected, rtol={RTOL}, atol={ATOL}, "
+                      f"err_msg='{name}.grad')"]
+    lines.append("print('no difference found: this program runs as torch.autograd does')")
+    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.points(2)
 def test_matmul_is_vectorised(lab, reference_lab, torch_ref, assignment, seed):
     """Forward and backward of @ at 256x256 within matmul_factor of the reference."""
     factor = assignment.config.speed.matmul_factor
-    m = measure_speed(lab, reference_lab, torch_ref, matmul_program(seed + 301, 256),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=MATMUL_LIMIT_S)
+    m = timed(lab, reference_lab, torch_ref, assignment, matmul_program(seed + 301, 256), MATMUL_LIMIT_S)
     assert m.ratio <= factor, (f"matmul forward+backward at 256x256 is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Use @ on the arrays, no Python loops over elements.")
 
@@ -76,8 +129,8 @@ def test_matmul_is_vectorised(lab, reference_lab, torch_ref, assignment, seed):
 def test_backward_through_a_chain_of_10000_ops(lab, reference_lab, torch_ref, assignment, seed):
     """No RecursionError on a 10,000-op chain (default recursion limit), within chain_factor."""
     factor = assignment.config.speed.chain_factor
-    m = measure_speed(lab, reference_lab, torch_ref, chain_program(seed + 302, 10_000),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=CHAIN_LIMIT_S)
+    program, script = chain_program(seed + 302, 10_000)
+    m = timed(lab, reference_lab, torch_ref, assignment, program, CHAIN_LIMIT_S, script)
     assert m.ratio <= factor, (f"backward through a chain of 10,000 ops is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Visit each node once, with O(1) membership tests "
                                f"(a set, not a list).")
@@ -87,7 +140,7 @@ def test_backward_through_a_chain_of_10000_ops(lab, reference_lab, torch_ref, as
 def test_backward_through_60_diamonds(lab, reference_lab, torch_ref, assignment, seed):
     """A chain of 60 diamonds (2**60 paths): backward must visit each node once."""
     factor = assignment.config.speed.diamond_factor
-    m = measure_speed(lab, reference_lab, torch_ref, diamond_program(seed + 303, 60),
-                      rounds=assignment.config.speed.rounds, slow_limit_s=DIAMOND_LIMIT_S)
+    program, script = diamond_program(seed + 303, 60)
+    m = timed(lab, reference_lab, torch_ref, assignment, program, DIAMOND_LIMIT_S, script)
     assert m.ratio <= factor, (f"backward through 60 diamonds is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Process each node once, in reverse topological order.")
