@@ -55,7 +55,7 @@ class AssignmentConfig(_Strict):
     title: str
     module: str = Field("autograd", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     required_files: tuple[str, ...] = ("autograd.py",)
-    reference: str = "../../reference"
+    reference: str | None = "../../reference"   # null in a student bundle: speed is then judged by time limits
     seed: int = Field(0, ge=0, lt=2**32)
     banned_imports: tuple[str, ...] = ("torch",)
     parts: dict[str, Part]
@@ -94,8 +94,15 @@ class Assignment:
         return self.root / "tests" / "hidden"
 
     @property
-    def reference_dir(self) -> Path:
-        return (self.root / self.config.reference).resolve()
+    def reference_dir(self) -> Path | None:
+        """The staff solution's folder, or None where it is not shipped (a student bundle)."""
+        if self.config.reference is None:
+            return None
+        folder = (self.root / self.config.reference).resolve()
+        if not (folder / f"{self.config.module}.py").is_file():
+            raise AssignmentError(f"{self.root / 'assignment.yaml'}: reference: no {self.config.module}.py in {folder}",
+                                  hint="set `reference:` to the staff solution's folder, or to null")
+        return folder
 
     @property
     def limits(self) -> SandboxLimits:

@@ -180,6 +180,8 @@ class GradingSession:
             from grader.sandbox.backends import start_executor  # the backends table; docker SDK loads lazily
 
             directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
+            if directory is None:
+                raise GraderError("this assignment has no reference solution to time against")
             self.executors[which] = start_executor(self.backend, directory, self.assignment, which)
             if which == "lab" and self.outcomes is not None:
                 self.outcomes.hello = dict(self.executors[which].hello)
@@ -307,9 +309,13 @@ def lab(request: pytest.FixtureRequest) -> Executor:
 
 
 @pytest.fixture
-def reference_lab(request: pytest.FixtureRequest) -> Executor:
-    """The staff solution, in a sandbox of the same kind: the yardstick of speed tests."""
-    return _session(request).executor("reference")
+def reference_lab(request: pytest.FixtureRequest) -> Executor | None:
+    """The staff solution, in a sandbox of the same kind: the yardstick of speed tests.
+
+    None where the reference is not shipped (a student bundle): speed is then judged by time limits.
+    """
+    session = _session(request)
+    return None if session.assignment.reference_dir is None else session.executor("reference")
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,10 @@ def sandbox_factory(backend: str) -> Callable[[WorkerSpec], Sandbox]:
     return getattr(importlib.import_module(module), name)
 
 
-def worker_spec(directory: Path, assignment: Assignment) -> WorkerSpec:
+def worker_spec(directory: Path, assignment: Assignment, trusted: bool = False) -> WorkerSpec:
     config = assignment.config
     return WorkerSpec(submission_dir=directory, module=config.module,
-                      banned_imports=tuple(config.banned_imports), limits=assignment.limits)
+                      banned_imports=tuple(config.banned_imports), limits=assignment.limits, trusted=trusted)
 
 
 def start_executor(backend: str, directory: Path, assignment: Assignment, name: str) -> SandboxExecutor:
@@ -47,7 +47,7 @@ def start_executor(backend: str, directory: Path, assignment: Assignment, name: 
             raise GraderError("the trusted-inprocess backend runs code without any sandbox",
                               hint="set GRADER_TRUSTED_INPROCESS=1 only for code you trust (the reference)")
         return trusted_executor(directory, name)  # type: ignore[return-value]
-    sandbox = sandbox_factory(backend)(worker_spec(directory, assignment))
+    sandbox = sandbox_factory(backend)(worker_spec(directory, assignment, trusted=name == "reference"))
     return SandboxExecutor(sandbox, timeout=assignment.config.timeouts.request_s, name=name)
 
 

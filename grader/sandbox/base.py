@@ -35,6 +35,7 @@ class WorkerSpec:
     module: str = "autograd"                 # the module the worker imports
     banned_imports: tuple[str, ...] = ("torch",)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    trusted: bool = False                    # the staff reference: its files must stay unreadable to submissions
 
 
 class SandboxTimeout(Exception):

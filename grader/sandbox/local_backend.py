@@ -196,7 +196,7 @@ class Layout:
 def stage(spec: WorkerSpec, runtime: Runtime, owner: tuple[int, int] | None) -> Layout:
     """A fresh sandbox dir; ``owner`` (uid, gid) gets the writable parts when the worker runs as another user."""
     layout = Layout(Path(tempfile.mkdtemp(prefix="grader-sandbox-")))
-    layout.root.chmod(0o755)
+    layout.root.chmod(0o755 if owner is not None else 0o700)
     source_root = Path(grader.__file__).resolve().parent.parent
     for rel in WORKER_FILES:
         target = layout.site / rel
@@ -414,8 +414,8 @@ class LocalSandbox:
     def __init__(self, spec: WorkerSpec, drop_privileges: bool | None = None) -> None:
         self.spec = spec
         self.limits = spec.limits
-        if drop_privileges is None:
-            drop_privileges = os.geteuid() == 0
+        if drop_privileges is None:  # the trusted reference keeps root's 0700 dirs, out of nobody's reach
+            drop_privileges = os.geteuid() == 0 and not spec.trusted
         self.owner: tuple[int, int] | None = (NOBODY, NOBODY) if drop_privileges else None
         self.layout: Layout | None = None
         self.proc: subprocess.Popen[bytes] | None = None
