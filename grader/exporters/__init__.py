@@ -13,6 +13,7 @@ them. ``EXPORTERS`` is the table a command picks from by name:
 | ``github-classroom`` | one report | GitHub Classroom runner result (JSON; base64 it with ``github_classroom.encode``) |
 | ``canvas``         | many reports | Canvas gradebook import CSV                |
 | ``summary-csv``    | many reports | class summary CSV                          |
+| ``html``           | many reports | self-contained HTML class report for staff |
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from grader.exporters import canvas, github_classroom, gradescope, junit, summary_csv
+from grader.exporters import canvas, github_classroom, gradescope, html_report, junit, summary_csv
 from grader.report import Report
 
 
@@ -53,7 +54,9 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("github-classroom", ".json", True, "GitHub Classroom runner result", _one=github_classroom.dumps),
         Exporter("canvas", ".csv", False, "Canvas gradebook import CSV", _many=canvas.to_canvas_csv),
         Exporter("summary-csv", ".csv", False, "class summary CSV", _many=summary_csv.to_summary_csv),
+        Exporter("html", ".html", False, "HTML class report for staff", _many=html_report.to_html),
     )
 }
 
-__all__ = ["EXPORTERS", "Exporter", "canvas", "github_classroom", "gradescope", "junit", "summary_csv"]
+__all__ = ["EXPORTERS", "Exporter", "canvas", "github_classroom", "gradescope", "html_report", "junit",
+           "summary_csv"]

@@ -51,3 +51,14 @@ def materialize(name: str, dest: Path) -> Path:
     diff = (HERE / f"{name}.diff").read_text(encoding="utf-8")
     (dest / "autograd.py").write_text(apply_diff(REFERENCE.read_text(encoding="utf-8"), diff), encoding="utf-8")
     return dest
+
+
+def variant_file(name: str) -> Path:
+    """The variant's ``autograd.py``, materialised in a scratch folder (rewritten on every call)."""
+    import tempfile
+
+    return materialize(name, Path(tempfile.gettempdir()) / "autograd-grader-buggy" / name) / "autograd.py"
+
+
+def variant_names() -> list[str]:
+    return [entry["name"] for entry in CATALOG]

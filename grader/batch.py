@@ -1,0 +1,680 @@
+"""Grading a class: one ``grader grade`` subprocess per submission, N at a time, resumable.
+
+``run_batch(source, options, ui)`` reads the class (``grader.bulk``), then for each student
+runs ``python -m grader grade ENTRY ... -o OUTDIR/.tmp/<student>.json --quiet`` in its own
+process session, and installs the validated report as ``OUTDIR/reports/<student>.json``
+(atomically). Why subprocesses: one submission (or one crash of the grader on it) cannot take
+the batch down, and a stuck one is stopped by a wall-clock bound; either way the student gets
+a ``sandbox-error`` report that says what happened.
+
+Crash safety, for a batch killed at any moment (even ``kill -9`` of it and its children):
+
+- a report exists whole or not at all (temp file + ``os.replace``); the children's outputs and
+  any temp files live under names that the next run removes before it starts;
+- a rerun grades only students without a *current* report: one that validates and was made for
+  this student, assignment, seed and backend, from the same submission (same SHA-256); so
+  nothing is lost and nothing is graded twice. ``force`` regrades everything,
+  ``retry_errors`` the ``sandbox-error`` reports;
+- children die with the batch: the kernel sends them SIGINT when it dies (``PR_SET_PDEATHSIG``),
+  and SIGINT unwinds ``grader grade`` through its ``finally`` blocks, which stop its sandbox
+  (worker process or container); a stuck one gets SIGKILL after a grace period;
+- ``OUTDIR/.batch.lock`` is held with ``flock``, which the kernel releases when its holder dies,
+  so two batches never share an OUTDIR and the lock of a dead batch is simply taken over.
+
+Identical submissions (same ``Submission.sha256``) are graded once: the others get a copy of
+that report with their own student id and submission details, and the note
+``identical to the submission of <id>``. ``OUTDIR/batch.log.jsonl`` records every run and every
+report it wrote (with the wall-clock time of each grading process), so a rerun's work can be
+checked. At the end come ``OUTDIR/summary.csv`` and ``OUTDIR/report.html``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import ctypes
+import fcntl
+import functools
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+import grader
+from grader.assignment import Assignment
+from grader.bulk import Roster, RosterEntry, read_class
+from grader.errors import ExitStatus, GraderError, SubmissionError
+from grader.exporters.html_report import IDENTICAL_PREFIX, identical_to, to_html
+from grader.exporters.summary_csv import to_summary_csv
+from grader.report import (Assignment as ReportAssignment, Environment, Report, ReportError, SubmissionErrorInfo,
+                           SubmissionFile, SubmissionInfo, Timings, load_report, write_report)
+from grader.submission import load_submission
+
+DEFAULT_TIMEOUT_S = 3600.0
+"""Wall-clock bound of one grading process: far above a slow but honest submission's grading."""
+STOP_GRACE_S = 30.0
+"""Between SIGINT (the grader stops its sandbox) and SIGKILL of a grading process."""
+STOP_SIGNAL = signal.SIGINT
+"""KeyboardInterrupt in ``grader grade``: ``finally`` blocks run (a default SIGTERM would skip them)."""
+POLL_S = 0.1
+REPORTS_DIR, TMP_DIR, STAGING_DIR = "reports", ".tmp", "staging"
+LOCK_FILE, LOG_FILE = ".batch.lock", "batch.log.jsonl"
+SUMMARY_FILE, HTML_FILE = "summary.csv", "report.html"
+NO_SUBMISSION_SHA = "0" * 64
+_GRADE_WROTE_REPORT = {int(ExitStatus.OK), int(ExitStatus.TESTS_FAILED), int(ExitStatus.BAD_SUBMISSION)}
+
+
+class BatchError(GraderError):
+    """The batch cannot run as asked (OUTDIR locked, clashing student ids...)."""
+
+    exit_status = ExitStatus.USAGE
+
+
+def default_jobs() -> int:
+    """The cores this process may use (``sched_getaffinity`` respects a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How to grade the class: the batch's whole configuration."""
+
+    assignment: Assignment
+    outdir: Path
+    backend: str = "docker"
+    jobs: int = field(default_factory=default_jobs)
+    force: bool = False
+    retry_errors: bool = False
+    seed: int | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    image: str | None = None
+
+    @property
+    def effective_seed(self) -> int:
+        return self.assignment.config.seed if self.seed is None else self.seed
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.outdir / REPORTS_DIR
+
+
+@dataclass
+class Student:
+    """One student of the batch: their entry, report file and fingerprint."""
+
+    entry: RosterEntry
+    stem: str                        # the report's file name without .json
+    info: SubmissionInfo | None      # None: the submission cannot be loaded
+    leader: str | None = None        # graded once for this student too: that student's submission
+
+    @property
+    def id(self) -> str:
+        return self.entry.student
+
+    @property
+    def sha256(self) -> str:
+        return self.info.sha256 if self.info is not None else NO_SUBMISSION_SHA
+
+
+@dataclass
+class Plan:
+    """What this run does: grade, copy (identical submissions) or keep each student's report."""
+
+    students: list[Student]
+    to_grade: list[Student]
+    to_copy: list[Student]
+    kept: list[Student]
+    outdated: int = 0                # reports on disk that are not current (regraded)
+
+
+@dataclass
+class BatchResult:
+    reports: list[Report]
+    plan: Plan
+    graded: int
+    copied: int
+    seconds: float
+    summary_csv: Path
+    html: Path
+    job_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class BatchUI(Protocol):
+    """What the batch tells its user; the command shows it with rich, tests record it."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def started(self, student: str) -> None: ...
+    def finished(self, student: str, report: Report, how: str, seconds: float) -> None: ...
+    def note(self, text: str) -> None: ...
+    def tick(self) -> None: ...
+
+
+class QuietUI:
+    """A BatchUI that only remembers the notes (library use, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def planned(self, plan: Plan) -> None:
+        pass
+
+    def started(self, student: str) -> None:
+        pass
+
+    def finished(self, student: str, report: Report, how: str, seconds: float) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def tick(self) -> None:
+        pass
+
+
+CommandFactory = Callable[[Path, str, Path, BatchOptions], list[str]]
+
+
+def grade_command(entry: Path, student: str, out: Path, options: BatchOptions) -> list[str]:
+    """The ``grader grade`` command line for one student (``--opt=value``: ids may start with '-')."""
+    argv = [sys.executable, "-m", "grader", "grade", str(entry.resolve()),
+            f"--assignment={options.assignment.root}", f"--backend={options.backend}",
+            f"--output={out}", f"--student={student}", "--quiet"]
+    if options.seed is not None:
+        argv.append(f"--seed={options.seed}")
+    return argv
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def run_batch(source: Path, options: BatchOptions, ui: BatchUI | None = None,
+              command: CommandFactory = grade_command) -> BatchResult:
+    """Grade the class in ``source`` into ``options.outdir``; resumes an interrupted run."""
+    ui = ui or QuietUI()
+    options.outdir.mkdir(parents=True, exist_ok=True)
+    clock = time.monotonic()
+    with BatchLock(options.outdir / LOCK_FILE) as lock:
+        if lock.previous_pid:
+            ui.note(f"took over the lock of batch pid {lock.previous_pid}, which is no longer running")
+        removed = clean_temp_files(options.outdir)
+        if removed:
+            ui.note(f"removed {removed} temporary file(s) left by an interrupted run")
+        roster = read_class(source, options.outdir / STAGING_DIR, options.assignment.config.required_files)
+        plan = make_plan(fingerprint(roster, options, ui), options)
+        ui.planned(plan)
+        log = RunLog(options.outdir / LOG_FILE)
+        log.write("run-start", pid=os.getpid(), students=len(plan.students), to_grade=len(plan.to_grade),
+                  to_copy=len(plan.to_copy), kept=len(plan.kept))
+        runner = _Runner(plan, options, ui, command, log)
+        runner.run()
+        reports = [load_report(options.reports_dir / f"{s.stem}.json") for s in plan.students]
+        csv_path, html_path = write_class_outputs(options.outdir, plan.students, reports)
+        log.write("run-end", graded=runner.graded, copied=runner.copied, kept=len(plan.kept))
+    return BatchResult(reports, plan, runner.graded, runner.copied, time.monotonic() - clock, csv_path,
+                       html_path, runner.job_seconds)
+
+
+# -- the lock and the temp files ----------------------------------------------------------
+
+
+class BatchLock:
+    """An exclusive ``flock`` on OUTDIR's lock file, with the holder's pid written in it.
+
+    flock rather than "create the file if absent": the kernel drops the lock when its holder
+    dies, even by ``kill -9``, so a dead batch never blocks the next one and no pid is guessed
+    alive or dead (pids get reused). The pid is only there to name the holder in messages.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.previous_pid: int | None = None
+
+    def __enter__(self) -> BatchLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            raise BatchError(f"another batch (pid {holder or 'unknown'}) is grading into {self.path.parent}",
+                             hint="wait for it to finish, or stop it; two batches on one folder would "
+                                  "grade students twice") from None
+        self.previous_pid = _read_pid(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def clean_temp_files(outdir: Path) -> int:
+    """Remove what an interrupted run left: ``.tmp/`` and ``.*.tmp`` files (caller holds the lock)."""
+    removed = 0
+    tmp = outdir / TMP_DIR
+    if tmp.exists():
+        removed += sum(1 for _ in tmp.rglob("*"))
+        shutil.rmtree(tmp)
+    for folder in (outdir, outdir / REPORTS_DIR):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed += 1
+    return removed
+
+
+# -- who to grade -------------------------------------------------------------------------
+
+_SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._+-]{0,99}$")
+
+
+def report_stem(student: str) -> str:
+    """The report's file name (no suffix): the id itself when it is a safe file name, else a
+    cleaned id plus a hash of the real one (ids such as emails with '/', or '../x', stay apart)."""
+    if _SAFE_STEM.match(student) and not student.endswith("."):
+        return student
+    cleaned = re.sub(r"[^A-Za-z0-9@._+-]+", "_", student).strip("._-")[:80] or "student"
+    return f"{cleaned}-{hashlib.sha256(student.encode('utf-8')).hexdigest()[:10]}"
+
+
+def fingerprint(roster: Roster, options: BatchOptions, ui: BatchUI) -> list[Student]:
+    """Load each submission on the host (never run) for its hash; mark identical ones."""
+    for warning in roster.warnings:
+        ui.note(warning)
+    first_by_sha: dict[str, str] = {}
+    students, stems = [], {}
+    for entry in roster.entries:
+        info = submission_info(entry.path, options.assignment.config.required_files)
+        leader = first_by_sha.setdefault(info.sha256, entry.student) if info is not None else None
+        student = Student(entry, report_stem(entry.student), info, leader if leader != entry.student else None)
+        if student.stem in stems:
+            raise BatchError(f"students {stems[student.stem]!r} and {entry.student!r} would share a report file")
+        stems[student.stem] = entry.student
+        students.append(student)
+    return students
+
+
+def submission_info(path: Path, required_files: Sequence[str]) -> SubmissionInfo | None:
+    """What ``grader grade`` would record about the submission, or None if it cannot be loaded."""
+    try:
+        sub = load_submission(path, required_files)
+    except SubmissionError:
+        return None
+    with sub:
+        return SubmissionInfo(sha256=sub.sha256, kind=sub.kind,
+                              files=[SubmissionFile(name=f.name, size=f.size, sha256=f.sha256) for f in sub.files],
+                              ignored_files=list(sub.ignored_files), notes=list(sub.notes))
+
+
+def make_plan(students: list[Student], options: BatchOptions) -> Plan:
+    """Grade leaders without a current report; copy for identical ones; keep the rest."""
+    current = {s.id: current_report(s, options) for s in students}
+
+    def needs_work(s: Student) -> bool:
+        report = current[s.id]
+        return options.force or report is None or (options.retry_errors and report.status == "sandbox-error")
+
+    to_grade = [s for s in students if s.leader is None and needs_work(s)]
+    regraded = {s.id for s in to_grade}
+    to_copy = [s for s in students if s.leader is not None and (needs_work(s) or s.leader in regraded)]
+    busy = regraded | {s.id for s in to_copy}
+    outdated = sum(1 for s in students if current[s.id] is None
+                   and (options.reports_dir / f"{s.stem}.json").exists())
+    return Plan(students, to_grade, to_copy, [s for s in students if s.id not in busy], outdated)
+
+
+def current_report(student: Student, options: BatchOptions) -> Report | None:
+    """The student's report if it is complete and still right for this batch, else None."""
+    path = options.reports_dir / f"{student.stem}.json"
+    if not path.is_file():
+        return None
+    try:
+        report = load_report(path)
+    except ReportError:
+        return None
+    env = report.environment
+    same = (report.student == student.id and report.assignment.name == options.assignment.name
+            and env.seed == options.effective_seed and env.backend == options.backend
+            and report.submission.sha256 == student.sha256)
+    return report if same else None
+
+
+# -- running the grading processes --------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    student: Student
+    proc: subprocess.Popen[bytes]
+    out: Path
+    log: Path
+    started: float
+    started_at: datetime
+    stop_sent: float | None = None
+    timed_out: bool = False
+
+
+class _Runner:
+    """Keeps ``options.jobs`` grading processes busy, from the main thread only.
+
+    One thread: ``preexec_fn`` (which sets the parent-death signal) is only safe without
+    other threads, and a polling loop needs none.
+    """
+
+    def __init__(self, plan: Plan, options: BatchOptions, ui: BatchUI, command: CommandFactory,
+                 log: RunLog) -> None:
+        self.plan, self.options, self.ui, self.command, self.log = plan, options, ui, command, log
+        self.followers: dict[str, list[Student]] = {}
+        for s in plan.to_copy:
+            self.followers.setdefault(s.leader or "", []).append(s)
+        self.graded = self.copied = 0
+        self.job_seconds: dict[str, float] = {}
+        self.tmp = options.outdir / TMP_DIR
+
+    def run(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        regraded = {s.id for s in self.plan.to_grade}
+        for leader in [lead for lead in self.followers if lead not in regraded]:
+            self._copy_for(leader, load_report(self.options.reports_dir / f"{self._stem(leader)}.json"))
+        pending, running = deque(self.plan.to_grade), []
+        try:
+            while pending or running:
+                while pending and len(running) < self.options.jobs:
+                    running.append(self._start(pending.popleft()))
+                running = [job for job in running if not self._step(job)]
+                self.ui.tick()
+                time.sleep(POLL_S)
+        except BaseException:
+            stop_jobs([job.proc for job in running])
+            raise
+        with contextlib.suppress(OSError):
+            self.tmp.rmdir()  # empty after a complete run
+
+    def _stem(self, student_id: str) -> str:
+        return next(s.stem for s in self.plan.students if s.id == student_id)
+
+    def _start(self, student: Student) -> _Job:
+        out, log = self.tmp / f"{student.stem}.json", self.tmp / f"{student.stem}.log"
+        argv = self.command(student.entry.path, student.id, out, self.options)
+        with open(log, "wb") as log_fh:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True,
+                                    preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+        self.ui.started(student.id)
+        return _Job(student, proc, out, log, time.monotonic(), datetime.now(timezone.utc))
+
+    def _step(self, job: _Job) -> bool:
+        """Check one job; True when it is finished (and its report installed)."""
+        if job.proc.poll() is not None:
+            self._finish(job)
+            return True
+        now = time.monotonic()
+        if now - job.started > self.options.timeout_s and job.stop_sent is None:
+            job.timed_out, job.stop_sent = True, now
+            signal_group(job.proc, STOP_SIGNAL)
+        elif job.stop_sent is not None and now - job.stop_sent > STOP_GRACE_S:
+            signal_group(job.proc, signal.SIGKILL)
+        return False
+
+    def _finish(self, job: _Job) -> None:
+        seconds = time.monotonic() - job.started
+        report = self._child_report(job, seconds)
+        report = with_notes(report, job.student.entry.notes)
+        path = self._install(job.student, report)
+        self.graded += 1
+        self.job_seconds[job.student.id] = seconds
+        self.log.write("graded", student=job.student.id, report=path.name, status=report.status,
+                       score=report.score, max_score=report.max_score, wall_seconds=round(seconds, 3),
+                       tests_seconds=report.timings.tests_seconds, exit=job.proc.returncode)
+        self.ui.finished(job.student.id, report, "graded", seconds)
+        for tmp in (job.out, job.log):
+            tmp.unlink(missing_ok=True)
+        self._copy_for(job.student.id, report)
+
+    def _child_report(self, job: _Job, seconds: float) -> Report:
+        if job.timed_out:
+            return sandbox_error_report(job.student, self.options, job.started_at, seconds, "grading-timeout",
+                                        f"grading took longer than the batch's bound of {self.options.timeout_s:g} s "
+                                        "of wall-clock time, so it was stopped",
+                                        "an infinite loop or a very slow submission: grade it alone with "
+                                        "`grader grade` to see which test hangs, or rerun the batch with a "
+                                        "larger --timeout and --retry-errors")
+        code = job.proc.returncode
+        problem = _exit_problem(code)
+        if problem is None:
+            try:
+                report = load_report(job.out)
+                if report.student == job.student.id:
+                    return report
+                problem = f"its report names student {report.student!r}"
+            except ReportError as err:
+                problem = f"its report is unusable: {err}"
+        return sandbox_error_report(job.student, self.options, job.started_at, seconds, "grader-crashed",
+                                    f"the grading process failed ({problem})\n{_tail(job.log)}",
+                                    "rerun the batch with --retry-errors, or grade this submission alone "
+                                    "with `grader grade` to see the error")
+
+    def _install(self, student: Student, report: Report) -> Path:
+        return write_report(report, self.options.reports_dir / f"{student.stem}.json")
+
+    def _copy_for(self, leader: str, report: Report) -> None:
+        for follower in self.followers.pop(leader, []):
+            copy = identical_copy(report, follower, leader)
+            path = self._install(follower, copy)
+            self.copied += 1
+            self.log.write("copied", student=follower.id, report=path.name, identical_to=leader)
+            self.ui.finished(follower.id, copy, "copied", 0.0)
+
+
+def _exit_problem(code: int | None) -> str | None:
+    """None when ``grader grade`` exited as it does after writing its report."""
+    if code in _GRADE_WROTE_REPORT:
+        return None
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _tail(log: Path, lines: int = 25, limit: int = 4000) -> str:
+    try:
+        text = log.read_bytes()[-limit:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    shown = "\n".join(text.splitlines()[-lines:]).strip()
+    return f"its last output:\n{shown}" if shown else "it printed nothing"
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process group a grading process leads (it runs in its own session)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_jobs(procs: Iterable[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
+    """SIGINT (the graders stop their sandboxes), then SIGKILL whoever is left after ``grace``."""
+    procs = list(procs)
+    for proc in procs:
+        signal_group(proc, STOP_SIGNAL)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: get SIGINT when the batch dies, even by ``kill -9``.
+
+    SIGINT is set back to its default first: a batch started in the background by a shell
+    inherits it ignored, and Python would then never turn it into KeyboardInterrupt.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(STOP_SIGNAL), 0, 0, 0)
+    if os.getppid() != parent:  # the batch died before prctl took effect
+        os.kill(os.getpid(), STOP_SIGNAL)
+
+
+# -- reports the batch makes itself -------------------------------------------------------
+
+
+def sandbox_error_report(student: Student, options: BatchOptions, started_at: datetime, seconds: float,
+                         code: str, message: str, hint: str) -> Report:
+    """A score-0 report for a submission whose grading process died or overran."""
+    asg = options.assignment
+    finished = max(datetime.now(timezone.utc), started_at)
+    return Report.build(
+        assignment=ReportAssignment(name=asg.name, title=asg.config.title), tests=[],
+        submission=student.info or unreadable_info(student.entry.path), environment=batch_environment(options),
+        timings=Timings(started_at=started_at, finished_at=finished, total_seconds=seconds, tests_seconds=0.0),
+        student=student.id, status="sandbox-error", error=SubmissionErrorInfo(code=code, message=message, hint=hint),
+        max_score=asg.max_score, part_order=tuple(asg.config.parts))
+
+
+def unreadable_info(path: Path) -> SubmissionInfo:
+    kind = "directory" if path.is_dir() else (path.suffix.lstrip(".") or "file")
+    return SubmissionInfo(sha256=NO_SUBMISSION_SHA, kind=kind, notes=["the submission could not be read"])
+
+
+@functools.cache
+def _torch_version() -> str | None:
+    try:
+        return metadata.version("torch")   # without importing torch (seconds) in the batch process
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def batch_environment(options: BatchOptions) -> Environment:
+    return Environment(grader_version=grader.__version__, python=platform.python_version(), numpy=np.__version__,
+                       torch=_torch_version(), platform=platform.platform(), backend=options.backend,
+                       image=options.image, seed=options.effective_seed)
+
+
+def with_notes(report: Report, notes: Sequence[str]) -> Report:
+    """The report with the batch's notes about the entry (where it came from) added."""
+    if not notes:
+        return report
+    submission = report.submission.model_copy(update={"notes": [*report.submission.notes, *notes]})
+    return Report.model_validate({**report.model_dump(), "submission": submission.model_dump()})
+
+
+def identical_copy(report: Report, follower: Student, leader: str) -> Report:
+    """The leader's grade for ``follower``: their own id and submission details, plus the note."""
+    info = follower.info or unreadable_info(follower.entry.path)
+    notes = [*info.notes, *follower.entry.notes, IDENTICAL_PREFIX + leader]
+    return Report.model_validate({**report.model_dump(), "student": follower.id,
+                                  "submission": info.model_copy(update={"notes": notes}).model_dump()})
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+
+class RunLog:
+    """``batch.log.jsonl``: one JSON object per line, appended (a torn last line is ignored)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        """A run killed mid-write leaves half a line: end it, so the next event stands alone."""
+        try:
+            fh = open(self.path, "rb+")
+        except FileNotFoundError:
+            return
+        with fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+
+    def write(self, event: str, **fields: object) -> None:
+        line = json.dumps({"event": event, "at": datetime.now(timezone.utc).isoformat(), **fields})
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, object]]:
+        events = []
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return events
+
+
+def class_summary_csv(reports: Sequence[Report]) -> str:
+    """The summary-csv export plus an ``identical_to`` column (the student whose grade was copied)."""
+    rows = list(csv.reader(io.StringIO(to_summary_csv(reports))))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([*rows[0], "identical_to"])
+    for row, report in zip(rows[1:], reports):
+        writer.writerow([*row, identical_to(report) or ""])
+    return out.getvalue()
+
+
+def write_class_outputs(outdir: Path, students: Sequence[Student], reports: Sequence[Report]) -> tuple[Path, Path]:
+    links = {s.id: f"{REPORTS_DIR}/{s.stem}.json" for s in students}
+    csv_path = write_text_atomic(outdir / SUMMARY_FILE, class_summary_csv(reports))
+    html_path = write_text_atomic(outdir / HTML_FILE, to_html(reports, report_links=links))
+    return csv_path, html_path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Temp file in the same folder + ``os.replace``: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
