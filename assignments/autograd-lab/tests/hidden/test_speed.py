@@ -9,8 +9,6 @@ import statistics
 import numpy as np
 import pytest
 
-from grader.compare import ATOL, RTOL, Mismatch
-from grader.interpreter import RunResult
 from grader.render import array_literal
 from grader.testkit import Program, SpeedMeasurement, measure_speed
 
@@ -90,39 +88,9 @@ def diamond_program(seed: int, depth: int) -> tuple[Program, list[str]]:
 
 def timed(lab, reference_lab, torch_ref, program: Program, rounds: int, slow_limit_s: float,
           loop_script: list[str] | None = None) -> SpeedMeasurement:
-    """``measure_speed``; a long program's wrong answer gets a short reproducer.
-
-    The generic reproducer of a 10,000-op program is 10,000 lines; ``loop_script`` builds the same
-    tensors with a loop, and the expected gradients come from torch's run of the program.
-    """
-    try:
-        return measure_speed(lab, reference_lab, torch_ref, program, rounds=rounds, slow_limit_s=slow_limit_s)
-    except Mismatch as exc:
-        if loop_script is None:
-            raise
-        what = str(exc).split("\nReproducer (", 1)[0].rstrip()
-        script = loop_reproducer(program, torch_ref.run(program), loop_script)
-        raise Mismatch(f"{what}\n\nReproducer ({program.title}, seed {program.seed}); save as reproduce.py "
-                       f"next to your autograd.py and run it:\n\n{script}") from None
-
-
-def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> str:
-    """A short script: the loop that builds the program, then torch's gradients of its snapshot."""
-    lines = [f"# Reproducer: {program.title} (seed {program.seed})",
-             "import numpy as np",
-             "from autograd import Tensor",
-             "",
-             "def randn(k, shape):",
-             f"    return np.random.default_rng(({program.seed}, k)).standard_normal(shape)",
-             "",
-             *body]
-    for states in expected.snapshots.values():
-        for name, state in states.items():
-            lines += [f"expected = {array_literal(state.grad)}  # {name}.grad computed by torch.autograd",
-                      f"np.testing.assert_allclose({name}.grad, expected, rtol={RTOL}, atol={ATOL}, "
-                      f"err_msg='{name}.grad')"]
-    lines.append("print('no difference found: this program runs as torch.autograd does')")
-    return "\n".join(lines) + "\n"
+    """``measure_speed``; a long program's wrong answer gets ``loop_script``'s short reproducer."""
+    return measure_speed(lab, reference_lab, torch_ref, program, rounds=rounds, slow_limit_s=slow_limit_s,
+                         loop_script=loop_script)
 
 
 def per_run(seconds: list[float], m: SpeedMeasurement) -> float:
