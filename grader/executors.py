@@ -133,7 +133,7 @@ class SandboxExecutor:
         try:
             if not isinstance(reply, dict) or reply.get("type") != "result":
                 raise MalformedEvidence("the reply is not a result")
-            return elapsed, run_result_from_wire(reply.get("result"), reply_arrays)
+            return elapsed, run_result_from_wire(reply.get("result"), reply_arrays, arrays)
         except MalformedEvidence as exc:
             self._restart()
             raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None

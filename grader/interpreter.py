@@ -17,6 +17,11 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+# Bound before any submission is imported: a submission that patches ``np.shares_memory`` or
+# ``np.array_equal`` cannot change what the interpreter observes (inputs are also re-checked on the host).
+_shares_memory = np.shares_memory
+_array_equal = np.array_equal
+_ndarray = np.ndarray
 MAX_ELEMENTS = 4_000_000  # larger data/grad arrays are reported as invalid, not shipped
 MAX_MESSAGE = 2000
 BINARY_OPS: dict[str, Callable[[Any, Any], Any]] = {
@@ -82,7 +87,7 @@ class LabAdapter:
         return t.grad
 
     def shares_data(self, a: Any, b: Any) -> bool:
-        return bool(np.shares_memory(a.data, b.data))
+        return bool(_shares_memory(a.data, b.data))
 
     def keep(self, t: Any) -> Any:
         return types.SimpleNamespace(data=t.data)  # the data array itself, not the tensor
@@ -118,6 +123,7 @@ class RunResult:
     caught: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: dict[str, Any] | None = None
     inputs_unchanged: dict[str, bool] = field(default_factory=dict)
+    inputs_after: dict[str, np.ndarray] = field(default_factory=dict)
 
     # ---- wire format: JSON header + arrays (never pickles) ----
 
@@ -136,6 +142,8 @@ class RunResult:
                         arrays[key] = arr
                         meta[kind] = key
                 snaps[label][name] = meta
+        for key, arr in self.inputs_after.items():
+            arrays[f"in_{key}"] = arr
         header = {"snapshots": snaps, "facts": self.facts, "caught": self.caught,
                   "error": self.error, "inputs_unchanged": self.inputs_unchanged}
         return header, arrays
@@ -143,14 +151,11 @@ class RunResult:
 
 def to_float_array(value: Any) -> tuple[np.ndarray | None, str | None, str | None]:
     """(float64 copy, original dtype, problem) of whatever a student stored as data or grad."""
-    if isinstance(value, np.ndarray):
+    if isinstance(value, _ndarray):
         arr = value
-    elif isinstance(value, (int, float, np.number, list, tuple)) and not isinstance(value, bool):
-        try:
-            arr = np.asarray(value)
-        except Exception as exc:  # noqa: BLE001 - ragged lists and the like
-            return None, None, f"not convertible to an array ({type(exc).__name__})"
-    else:
+    elif isinstance(value, np.generic):  # a 0-d NumPy scalar, as np.sum returns: same values and shape ()
+        arr = np.asarray(value)
+    else:  # the contract asks for arrays: a list or a Python number is not one
         return None, None, f"a {type(value).__module__}.{type(value).__qualname__}, not a numpy array"
     dtype = str(arr.dtype)
     if arr.dtype.kind not in "biuf":
@@ -183,8 +188,9 @@ class Interpreter:
         except _StepFailed:
             pass
         self.result.inputs_unchanged = {
-            k: bool(np.array_equal(self.arrays[k], v)) for k, v in self.pristine.items()
+            k: bool(_array_equal(self.arrays[k], v)) for k, v in self.pristine.items()
         }
+        self.result.inputs_after = self.arrays  # sent back: the host compares them itself
         return self.result
 
     def _block(self, steps: list[dict[str, Any]]) -> None:
@@ -303,7 +309,7 @@ class Interpreter:
         grads = [(n, self.adapter.read_grad(self.env[n])) for n in names]
         arrays = [(n, g) for n, g in grads if isinstance(g, np.ndarray)]
         shared = [f"{a}.grad and {b}.grad" for i, (a, ga) in enumerate(arrays)
-                  for b, gb in arrays[i + 1:] if np.shares_memory(ga, gb)]
+                  for b, gb in arrays[i + 1:] if _shares_memory(ga, gb)]
         return "; ".join(shared)
 
     def _state(self, t: Any) -> TensorState:

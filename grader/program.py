@@ -190,6 +190,18 @@ class Program:
         p.origins = {k: _ArrayOrigin("literal") for k in arrays}
         return p
 
+    def variant(self, k: int) -> Program:
+        """The same steps on fresh random draws (seed ``(seed, k)`` mixed): for timed runs that must each
+        be computed, since a submission could otherwise replay a cached answer. Literals stay as they are."""
+        seed = int(np.random.default_rng((self.seed, 0x5EED, k)).integers(2**31))
+        arrays, origins = dict(self.arrays), dict(self.origins)
+        for key, origin in self.origins.items():
+            if origin.kind == "randn":
+                arr = np.random.default_rng((seed, origin.draw)).standard_normal(origin.shape)
+                arrays[key] = arr * origin.scale if origin.scale != 1.0 else arr
+        return Program(title=self.title, seed=seed, steps=self.steps, arrays=arrays, origins=origins,
+                       _names=set(self._names), _draws=self._draws)
+
     def flat_steps(self) -> list[dict[str, Any]]:
         """Steps in pre-order, the numbering the interpreter reports errors with."""
         out: list[dict[str, Any]] = []

@@ -99,10 +99,15 @@ def write_frame(stream: BinaryIO, header: Mapping[str, Any], arrays: Mapping[str
 # ---- reading ----
 
 
-def read_frame(stream: BinaryIO, max_bytes: int) -> Frame | None:
+REPLY_HEADER_BYTES = 1 << 20  # a reply's JSON header: evidence metadata is small; decoded JSON is ~25x its text
+
+
+def read_frame(stream: BinaryIO, max_bytes: int, max_header_bytes: int | None = None) -> Frame | None:
     """Read one frame; None at a clean end of stream (no byte of a new frame).
 
-    ``max_bytes`` caps header + payload and is checked before anything is allocated.
+    ``max_bytes`` caps header + payload and ``max_header_bytes`` the JSON header alone (the host reads
+    replies with ``REPLY_HEADER_BYTES``: a small, deeply nested header costs far more once decoded);
+    both are checked before anything is allocated.
     Exceptions raised by ``stream.read`` itself (a deadline, say) pass through unchanged.
     """
     prefix = _read_exact(stream, PREFIX.size, eof_ok=True)
@@ -113,6 +118,8 @@ def read_frame(stream: BinaryIO, max_bytes: int) -> Frame | None:
         raise ProtocolError(f"not a frame: bad magic {magic!r} (expected {MAGIC!r})")
     if header_len + payload_len > max_bytes:
         raise ProtocolError(f"frame of {header_len + payload_len} bytes exceeds the limit of {max_bytes} bytes")
+    if max_header_bytes is not None and header_len > max_header_bytes:
+        raise ProtocolError(f"frame header of {header_len} bytes exceeds the limit of {max_header_bytes} bytes")
     header = decode_header(_read_exact(stream, header_len))
     arrays = decode_arrays(_read_exact(stream, payload_len), max_bytes) if payload_len else {}
     return header, arrays

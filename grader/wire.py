@@ -59,7 +59,17 @@ def _scalar(value: Any) -> Any:
     raise MalformedEvidence("a fact is not a scalar")
 
 
-def run_result_from_wire(header: Any, arrays: dict[str, np.ndarray]) -> RunResult:
+def inputs_unchanged(program_arrays: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> dict[str, bool]:
+    """Compare the inputs as the worker left them with the Program's own copies, here on the host."""
+    return {key: bool(isinstance(arrays.get(f"in_{key}"), np.ndarray)
+                      and arrays[f"in_{key}"].shape == original.shape
+                      and np.array_equal(arrays[f"in_{key}"], original))
+            for key, original in program_arrays.items()}
+
+
+def run_result_from_wire(header: Any, arrays: dict[str, np.ndarray],
+                         program_arrays: dict[str, np.ndarray] | None = None) -> RunResult:
+    """Decode a reply; with ``program_arrays``, whether inputs changed is judged here, not by the worker."""
     if not isinstance(header, dict):
         raise MalformedEvidence("reply header is not an object")
     result = RunResult()
@@ -82,7 +92,8 @@ def run_result_from_wire(header: Any, arrays: dict[str, np.ndarray]) -> RunResul
         result.caught[str(label)] = {"raised": bool(c.get("raised")), "runtime_error": bool(c.get("runtime_error")),
                                      "type": _text(c.get("type"), "caught.type", 200),
                                      "message": _text(c.get("message"), "caught.message") or ""}
-    result.inputs_unchanged = {str(k): bool(v) for k, v in unchanged.items()}
+    result.inputs_unchanged = ({str(k): bool(v) for k, v in unchanged.items()} if program_arrays is None
+                               else inputs_unchanged(program_arrays, arrays))
     err = header.get("error")
     if err is not None:
         if not isinstance(err, dict) or not isinstance(err.get("step"), int):

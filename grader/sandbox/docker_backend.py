@@ -30,7 +30,7 @@ import docker.errors
 from docker.types import LogConfig, Mount, Ulimit
 
 from grader.errors import SandboxError
-from grader.protocol import ProtocolError, encode_frame, read_frame
+from grader.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.sandbox.image import DOCKER_HINT, LABEL, docker_client, ensure_image
 from grader.sandbox.worker_files import WORKER_MODULE
@@ -359,7 +359,7 @@ class DockerSandbox:
         self._stream.deadline = time.monotonic() + timeout
         try:
             self._stream.write(data)
-            frame = read_frame(self._stream, self.limits.frame_mb * 2**20)
+            frame = read_frame(self._stream, self.limits.frame_mb * 2**20, REPLY_HEADER_BYTES)
         except TimeoutError:
             self._discard()
             raise SandboxTimeout(f"no reply within {timeout:g} s; the worker was killed") from None
@@ -390,7 +390,7 @@ class DockerSandbox:
         timeout = self.limits.startup_timeout_s
         self._stream.deadline = time.monotonic() + timeout
         try:
-            frame = read_frame(self._stream, self.limits.frame_mb * 2**20)
+            frame = read_frame(self._stream, self.limits.frame_mb * 2**20, REPLY_HEADER_BYTES)
         except TimeoutError:
             self._discard()
             return self._failed_hello("TimeoutError", f"importing {self.spec.module}.py took longer "

@@ -48,7 +48,7 @@ import numpy as np
 
 import grader
 from grader.errors import SandboxError
-from grader.protocol import Frame, ProtocolError, encode_frame, read_frame
+from grader.protocol import REPLY_HEADER_BYTES, Frame, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.sandbox.worker_files import WORKER_FILES, WORKER_MODULE
 
@@ -516,7 +516,7 @@ class LocalSandbox:
 
     def _read_frame(self, deadline: float) -> Frame | None:
         reader = DeadlineReader(self.proc.stdout.fileno(), deadline)  # type: ignore[union-attr]
-        return read_frame(reader, self.limits.frame_mb * 2**20)
+        return read_frame(reader, self.limits.frame_mb * 2**20, REPLY_HEADER_BYTES)
 
     def _read_hello(self) -> dict[str, Any]:
         timeout = self.limits.startup_timeout_s
