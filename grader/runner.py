@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -76,8 +77,8 @@ def run_suites(req: GradeRequest) -> dict:
     with tempfile.TemporaryDirectory(prefix="grader-run-") as tmp:
         outcomes_path = Path(tmp) / "outcomes.json"
         sink = io.StringIO()
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            code = pytest.main(_pytest_args(req, outcomes_path))
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _only_the_grader_plugin():
+            code = pytest.main(["-p", "grader.pytest_plugin", *_pytest_args(req, outcomes_path)])
         outcomes = json.loads(outcomes_path.read_text(encoding="utf-8")) if outcomes_path.is_file() else None
         if outcomes is None or int(code) in _BROKEN_RUN or not outcomes["tests"]:
             tail = sink.getvalue()[-3000:]
@@ -85,6 +86,20 @@ def run_suites(req: GradeRequest) -> dict:
                               hint="check the assignment's tests with `python -m pytest --collect-only "
                                    "assignments/NAME/tests`")
         return outcomes
+
+
+@contextlib.contextmanager
+def _only_the_grader_plugin() -> Iterator[None]:
+    """Other installed pytest plugins stay out of a grading run (no stray files, no surprises)."""
+    previous = os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
+        else:
+            os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = previous
 
 
 # pytest's exit statuses for a run that did not complete: interrupted, internal error, usage error,
