@@ -665,26 +665,24 @@ def speed_probe_program():
 
 @pytest.mark.parametrize("name, backend", graded_params(lambda case: case["name"] == "skip_timed_repeats"))
 def test_timed_repeats_cannot_be_skipped(name, backend, sandbox_backend, assignments):
-    """Known weakness (catalog: skip_timed_repeats). The speed tests time one request of ``repeats``
-    runs (``Executor.time``) and divide by ``repeats``; the worker runs them in the sandbox, where the
-    submission can patch ``run_program`` to skip them: a slow backward looks ``repeats`` times faster."""
+    """A submission that patches the worker's ``run_program`` to skip all but the last of a request's
+    repeats must not look faster through ``measure_speed``, which the speed tests use: it times every
+    run as its own request on fresh draws and checks each answer, so there is nothing left to skip."""
+    from grader.executors import TorchExecutor
     from grader.sandbox.backends import start_executor
+    from grader.testkit import measure_speed
 
     sandbox_backend(backend)
-    asg, program, repeats = assignments["assignment"], speed_probe_program(), 20
-    per_run = {}
-    for case in ("control_slow_backward", name):
-        lab = start_executor(backend, RED_TEAM / case, asg, "lab")
-        try:
-            lab.time(program, 1)                                  # warm up, as measure_speed does
-            per_run[case] = min(lab.time(program, repeats)[0] for _ in range(3)) / repeats
-        finally:
-            lab.close()
-    control, attacked = per_run["control_slow_backward"], per_run[name]
-    assert control >= 0.01, f"the control's backward sleeps 10 ms per run, measured {control * 1e3:.2f} ms"
-    assert attacked >= control / 2, (
-        f"known weakness: {CASES[name]['weakness']}: the same slow backward measured "
-        f"{attacked * 1e3:.2f} ms per run with the worker patched, {control * 1e3:.2f} ms without")
+    asg, program = assignments["assignment"], speed_probe_program()
+    control = start_executor(backend, RED_TEAM / "control_slow_backward", asg, "reference")
+    attacked = start_executor(backend, RED_TEAM / name, asg, "lab")
+    try:
+        m = measure_speed(attacked, control, TorchExecutor(), program, rounds=3, slow_limit_s=10.0)
+    finally:
+        control.close()
+        attacked.close()
+    assert m.ratio is not None and m.ratio >= 0.5, (
+        f"the same slow backward measured {m.ratio:.2f}x the control's time with the worker patched: {m.summary()}")
 
 
 # ---- the local backend run by a grader that is not root (a TA's machine without root) ----
