@@ -698,6 +698,7 @@ def _as_non_root_grader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="a known, documented limit: run by a non-root user, the local backend has no privilege separation (README, How it works); Docker is the boundary for untrusted work")
 def test_local_backend_as_a_non_root_grader_blocks_torch(assignments, monkeypatch):
     """Known weakness. Without root the worker runs as the grader's user, who can read the grader's
     own site-packages: after undoing the worker's guards and widening sys.path, ``import torch``
@@ -712,6 +713,7 @@ def test_local_backend_as_a_non_root_grader_blocks_torch(assignments, monkeypatc
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="a known, documented limit: run by a non-root user, the local backend has no privilege separation (README, How it works); Docker is the boundary for untrusted work")
 def test_local_backend_as_a_non_root_grader_survives_kill_parent(assignments, tmp_path):
     """Known weakness. Without root the worker runs as the grader's user: ``os.kill(os.getppid(), 9)``
     kills the grader itself (graded in a child process, so that this test run survives)."""
