@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from grader.protocol import read_frame, write_frame
+from grader.sandbox.protocol import read_frame, write_frame
 from grader.sandbox.base import SandboxLimits, WorkerSpec
 from grader.sandbox.docker_backend import (
     attach, create_container, remove_container, stage_readable, worker_command,

@@ -11,11 +11,11 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from grader.compare import ATOL, RTOL, Mismatch, assert_same
-from grader.executors import Executor, TestTimeout
-from grader.interpreter import RunResult
-from grader.program import Program
-from grader.render import array_literal
+from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
+from grader.grading.executors import Executor, TestTimeout
+from grader.programs.interpreter import RunResult
+from grader.programs.program import Program
+from grader.programs.render import array_literal
 
 __all__ = ["Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed"]
 

@@ -30,8 +30,8 @@ NOTEBOOK = ROOT / "student_template" / "autograd.ipynb"
 IGNORE_MARKER = "# grader: ignore"
 
 # The rule the grader applies to turn a submitted notebook into autograd.py (implemented by
-# grader/notebook.py). The handout quotes it word for word (tests/test_student_template.py
-# checks that, and exports the template notebook with grader/notebook.py).
+# grader/grading/notebook.py). The handout quotes it word for word (tests/test_student_template.py
+# checks that, and exports the template notebook with grader/grading/notebook.py).
 EXPORT_RULE = (
     "The grader turns a notebook into `autograd.py` like this: it takes the code cells in "
     "order (markdown and raw cells are ignored) and skips every code cell whose first "

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import load_assignment
-from grader.batch import (LOG_FILE, BatchError, BatchLock, BatchOptions, RunLog, clean_temp_files, report_stem,
+from grader.classwork.batch import (LOG_FILE, BatchError, BatchLock, BatchOptions, RunLog, clean_temp_files, report_stem,
                           run_batch)
-from grader.bulk import BulkError, BulkLimits, extract_zip_safely, parse_canvas_name, read_class
+from grader.classwork.roster import BulkError, BulkLimits, extract_zip_safely, parse_canvas_name, read_class
 from grader.report import load_report
 from tests.buggy import variant_file
 
@@ -313,7 +313,7 @@ def test_the_lock_keeps_a_second_batch_out_and_a_dead_holder_is_taken_over(tmp_p
 
 
 def test_a_batch_in_another_process_holds_the_lock(tmp_path: Path) -> None:
-    code = ("import sys, time\nfrom pathlib import Path\nfrom grader.batch import BatchLock\n"
+    code = ("import sys, time\nfrom pathlib import Path\nfrom grader.classwork.batch import BatchLock\n"
             "with BatchLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".batch.lock")], stdout=subprocess.PIPE)
     try:

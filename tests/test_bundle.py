@@ -1,6 +1,6 @@
 """The student bundle: what students get, nothing the staff keep, and `grader check` working from it.
 
-Leaks are looked for independently of ``grader.bundle``'s own audit: every file of the bundle,
+Leaks are looked for independently of ``grader.distribution.student_bundle``'s own audit: every file of the bundle,
 each member of the grader's wheel and each cell of the notebook is scanned for the reference
 solution's distinctive lines, the hidden tests' function and module names and their seed offsets.
 
@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from grader.assignment import find_assignment, load_assignment
-from grader.bundle import BundleError, Secrets, build_student_bundle, build_wheel, find_leaks
+from grader.distribution.student_bundle import BundleError, Secrets, build_student_bundle, build_wheel, find_leaks
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "student_template"
@@ -202,7 +202,7 @@ def _requires(wheel: Path) -> list[str]:
 def _dependencies(wheel: Path) -> Path:
     """The wheel's dependencies, pip-installed once into a cached folder, offline from the wheelhouse
     of the Gradescope autograder (this machine's versions, torch's CPU build)."""
-    from grader.gradescope_autograder import constraints, download_wheelhouse
+    from grader.distribution.gradescope_zip import constraints, download_wheelhouse
     from grader.sandbox.image import cache_dir
 
     requires = _requires(wheel)
@@ -300,7 +300,7 @@ def test_public_speed_tests_in_the_bundle(student_venv: Path, handout: Path) -> 
     if "reference" not in yaml.safe_load((handout / "autograd-lab" / "assignment.yaml").read_text()):
         # Until the config accepts `reference: null` (and speed tests then judge a bundle by their
         # absolute time limits), the bundle leaves `reference` out and its speed tests cannot run.
-        pytest.xfail("speed tests need a reference in the assignment; see grader.bundle.student_config")
+        pytest.xfail("speed tests need a reference in the assignment; see grader.distribution.student_bundle.student_config")
     shutil.copyfile(ROOT / "reference" / "autograd.py", handout / "autograd.py")
     done = _run(student_venv, ["grader", "check", "--part", "speed"], handout)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from grader.errors import SandboxError
-from grader.protocol import write_frame
+from grader.sandbox.protocol import write_frame
 from grader.sandbox.base import SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
 
 docker = pytest.importorskip("docker")
@@ -33,7 +33,7 @@ from grader.sandbox.docker_backend import (  # noqa: E402
 # and reply {"result": result}, echoing the request's arrays.
 PROBE = r"""
 import os, sys
-from grader.protocol import read_frame, write_frame
+from grader.sandbox.protocol import read_frame, write_frame
 out = os.fdopen(os.dup(1), "wb")
 os.dup2(2, 1)
 inp = os.fdopen(os.dup(0), "rb")
@@ -368,7 +368,7 @@ def test_attached_stream_demultiplexes_stdout_and_keeps_a_capped_stderr():
 
 
 def test_attached_stream_round_trips_a_frame_and_honours_its_deadline():
-    from grader.protocol import read_frame
+    from grader.sandbox.protocol import read_frame
 
     ours, theirs = socket.socketpair()
     stream = AttachedStream(ours, stderr_limit=64)

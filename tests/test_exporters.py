@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.exporters import EXPORTERS, canvas, github_classroom, gradescope, junit, summary_csv
+from grader.exporters import EXPORTERS, canvas, github_classroom, gradescope_results, junit, summary_csv
 from grader.report import (
     Assignment,
     Environment,
@@ -126,7 +126,7 @@ def _check_gradescope_shape(results: dict, report: Report) -> None:
 
 def test_gradescope_results_follow_the_spec():
     report = graded()
-    results = json.loads(gradescope.dumps(report))
+    results = json.loads(gradescope_results.dumps(report))
     _check_gradescope_shape(results, report)
     assert results["score"] == 6.0
     assert results["execution_time"] == 42
@@ -142,13 +142,13 @@ def test_gradescope_results_follow_the_spec():
 
 
 def test_gradescope_hidden_visibility_can_be_chosen():
-    results = gradescope.to_gradescope(graded(), hidden_visibility="hidden")
+    results = gradescope_results.to_gradescope(graded(), hidden_visibility="hidden")
     assert {t["visibility"] for t in results["tests"]} == {"visible", "hidden"}
 
 
 def test_gradescope_submission_error_is_score_zero_with_the_message():
     report = failed_to_grade()
-    results = json.loads(gradescope.dumps(report))
+    results = json.loads(gradescope_results.dumps(report))
     _check_gradescope_shape(results, report)
     assert results["score"] == 0
     assert results["tests"] == []
@@ -156,7 +156,7 @@ def test_gradescope_submission_error_is_score_zero_with_the_message():
 
 
 def test_gradescope_never_pickles_or_invents_keys():
-    text = gradescope.dumps(graded())
+    text = gradescope_results.dumps(graded())
     assert "pickle" not in text
     assert set(json.loads(text)) == {
         "score", "execution_time", "output", "output_format", "visibility", "stdout_visibility",
@@ -366,7 +366,7 @@ def random_reports(draw) -> Report:
 @settings(max_examples=80, deadline=None)
 @given(random_reports())
 def test_exporters_never_crash_and_totals_match(report):
-    results = json.loads(gradescope.dumps(report))
+    results = json.loads(gradescope_results.dumps(report))
     _check_gradescope_shape(results, report)
 
     root = ET.fromstring(junit.to_junit_xml(report, reveal_hidden=True).encode("utf-8"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import find_assignment
-from grader.runner import GradeRequest, grade
+from grader.grading.runner import GradeRequest, grade
 from tests.buggy import materialize
 
 ROOT = Path(__file__).resolve().parent.parent

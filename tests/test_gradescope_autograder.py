@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from grader.assignment import find_assignment
-from grader.gradescope_autograder import (EXECUTABLE, REGULAR, ZIP_DATE, autograder_entries, build_autograder_zip,
+from grader.distribution.gradescope_zip import (EXECUTABLE, REGULAR, ZIP_DATE, autograder_entries, build_autograder_zip,
                                           download_wheelhouse, run_script, setup_script, write_zip)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,13 +123,13 @@ def test_constraints_pin_the_tested_versions(assignment) -> None:
 def test_the_command_writes_the_zip(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from grader.commands import gradescope
+    from grader.commands import gradescope_autograder
 
     out = tmp_path / "autograder.zip"
-    done = CliRunner().invoke(gradescope.command, ["-a", "autograd-lab", "-o", str(out)])
+    done = CliRunner().invoke(gradescope_autograder.command, ["-a", "autograd-lab", "-o", str(out)])
     assert done.exit_code == 0, done.output
     assert hashlib.sha256(out.read_bytes()).hexdigest() in done.output
-    both = CliRunner().invoke(gradescope.command, ["-o", str(out), "--wheels", str(tmp_path), "--download-wheels"])
+    both = CliRunner().invoke(gradescope_autograder.command, ["-o", str(out), "--wheels", str(tmp_path), "--download-wheels"])
     assert both.exit_code == 2 and "not both" in both.output
 
 

@@ -17,10 +17,10 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from grader import executors
-from grader.compare import assert_same
-from grader.executors import InProcessExecutor, SandboxExecutor, SubmissionCrashed, TorchExecutor
-from grader.program import Program
+from grader.grading import executors
+from grader.programs.compare import assert_same
+from grader.grading.executors import InProcessExecutor, SandboxExecutor, SubmissionCrashed, TorchExecutor
+from grader.programs.program import Program
 from grader.sandbox.base import SandboxLimits, WorkerCrashed, WorkerSpec
 from grader.sandbox.local_backend import LocalSandbox, describe_exit, write_with_deadline
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from grader.protocol import (MAGIC, PREFIX, ProtocolError, decode_frame, encode_frame, read_frame,
+from grader.sandbox.protocol import (MAGIC, PREFIX, ProtocolError, decode_frame, encode_frame, read_frame,
                              write_frame)
 
 LIMIT = 1 << 20

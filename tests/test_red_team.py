@@ -45,7 +45,7 @@ import yaml
 from tests.buggy import variant_file
 from grader.assignment import Assignment, find_assignment, load_assignment
 from grader.report import STDOUT_LIMIT, Report, load_report, validate_report_json
-from grader.runner import GradeRequest, grade
+from grader.grading.runner import GradeRequest, grade
 
 ROOT = Path(__file__).resolve().parents[1]
 RED_TEAM = ROOT / "tests" / "red_team"
@@ -59,7 +59,7 @@ DEFAULT_MAX_HOST_MB = 512             # resident growth; cases that set max_host
 SETTLE_S = 10.0                        # how long leftovers get to disappear after a grade
 FORK_BOMB_COMM = "rt-forkbomb"
 PICKLE_MARKER = Path("/tmp/autograd-red-team-unpickled-marker")   # = RED_TEAM_MARKER in the pickle cases
-EXTRAS = ("conftest.py", "sitecustomize.py", "usercustomize.py", "numpy.py", "grader/__init__.py", "grader/protocol.py")
+EXTRAS = ("conftest.py", "sitecustomize.py", "usercustomize.py", "numpy.py", "grader/__init__.py", "grader/sandbox/protocol.py")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the host checks read /proc")
 
@@ -517,10 +517,10 @@ def check_output_capped(ctx: Context, outcome: Outcome) -> None:
 
 
 def check_forged_stdout(ctx: Context, outcome: Outcome) -> None:
-    from grader.exporters import gradescope
+    from grader.exporters import gradescope_results
 
     assert '"score": 100.0' in outcome.report.stdout, "the forgery did not run"
-    assert json.loads(gradescope.dumps(outcome.report))["score"] == pytest.approx(outcome.report.score)
+    assert json.loads(gradescope_results.dumps(outcome.report))["score"] == pytest.approx(outcome.report.score)
 
 
 def check_no_pickle_ran(ctx: Context, outcome: Outcome) -> None:
@@ -620,7 +620,7 @@ def test_attack(name, backend, sandbox_backend, assignments, honest_grades, tmp_
 
 def test_torch_delegation_would_earn_full_marks_if_torch_were_importable(assignments, monkeypatch):
     """The torch cases' implementation is real: run on the host (trusted, in-process), it passes."""
-    from grader.runner import run_suites
+    from grader.grading.runner import run_suites
 
     monkeypatch.setenv("GRADER_TRUSTED_INPROCESS", "1")
     outcomes = run_suites(GradeRequest(assignments["assignment"], RED_TEAM / "torch_import",
@@ -668,8 +668,8 @@ def test_timed_repeats_cannot_be_skipped(name, backend, sandbox_backend, assignm
     """A submission that patches the worker's ``run_program`` to skip all but the last of a request's
     repeats must not look faster through ``measure_speed``, which the speed tests use: it times every
     run as its own request on fresh draws and checks each answer, so there is nothing left to skip."""
-    from grader.executors import TorchExecutor
-    from grader.sandbox.backends import start_executor
+    from grader.grading.executors import TorchExecutor
+    from grader.grading.executors import start_executor
     from grader.testkit import measure_speed
 
     sandbox_backend(backend)
@@ -722,7 +722,7 @@ def test_local_backend_as_a_non_root_grader_survives_kill_parent(assignments, tm
         from pathlib import Path
         from grader.assignment import find_assignment
         from grader.report import write_report
-        from grader.runner import GradeRequest, grade
+        from grader.grading.runner import GradeRequest, grade
         from grader.sandbox import local_backend
         init = local_backend.LocalSandbox.__init__
         local_backend.LocalSandbox.__init__ = lambda self, spec, drop_privileges=False: init(self, spec, drop_privileges)

@@ -228,7 +228,7 @@ def test_exported_notebook_equals_the_module():
 
 
 def test_grader_exports_the_notebook_as_the_module():
-    notebook = pytest.importorskip("grader.notebook")
+    notebook = pytest.importorskip("grader.grading.notebook")
     export = notebook.export_notebook_bytes(NOTEBOOK.read_bytes(), NOTEBOOK.name)
     assert ast.dump(ast.parse(export.text)) == ast.dump(ast.parse(SOURCE.read_text()))
     assert export.ignored_cells == 1 and export.magic_lines == 0
@@ -254,7 +254,7 @@ def test_export_rule_drops_magics_and_ignored_cells():
     ])
     assert export_notebook(notebook) == "import numpy as np\n\ny = 2\n"
     try:
-        from grader.notebook import export_notebook_bytes
+        from grader.grading.notebook import export_notebook_bytes
     except ImportError:
         return
     data = nbformat.writes(notebook).encode()

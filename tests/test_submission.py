@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.errors import SubmissionError
-from grader.notebook import export_notebook
-from grader.submission import Submission, SubmissionLimits, load_submission
+from grader.grading.notebook import export_notebook
+from grader.grading.submission import Submission, SubmissionLimits, load_submission
 
 DATA = Path(__file__).parent / "data" / "submissions"
 

@@ -14,7 +14,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from grader.assignment import find_assignment
-from grader.batch import DEFAULT_TIMEOUT_S, BatchOptions, BatchResult, Plan, default_jobs, run_batch
+from grader.classwork.batch import DEFAULT_TIMEOUT_S, BatchOptions, BatchResult, Plan, default_jobs, run_batch
 from grader.exporters.html_report import identical_to
 from grader.report import Report
 
@@ -25,7 +25,7 @@ class RichUI:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.running: list[str] = []
-        # auto_refresh=False: no refresh thread, so the batch stays single-threaded (see grader.batch)
+        # auto_refresh=False: no refresh thread, so the batch stays single-threaded (see grader.classwork.batch)
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(), console=console, auto_refresh=False)

@@ -1,4 +1,4 @@
-"""``grader bundle student -o DIR``: what the course hands out to students (see ``grader.bundle``)."""
+"""``grader bundle student -o DIR``: what the course hands out to students (see ``grader.distribution.student_bundle``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from grader.assignment import find_assignment
-from grader.bundle import build_student_bundle
+from grader.distribution.student_bundle import build_student_bundle
 
 
 @click.group("bundle")

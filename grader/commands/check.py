@@ -9,7 +9,7 @@ from rich.console import Console
 
 from grader.assignment import find_assignment
 from grader.errors import ExitStatus
-from grader.runner import GradeRequest, grade
+from grader.grading.runner import GradeRequest, grade
 from grader.terminal import print_report
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from grader.assignment import find_assignment
 from grader.errors import ExitStatus
 from grader.report import write_report
-from grader.runner import GradeRequest, grade
+from grader.grading.runner import GradeRequest, grade
 from grader.terminal import print_report
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from grader.exporters import canvas, github_classroom, gradescope, html_report, junit, summary_csv
+from grader.exporters import canvas, github_classroom, gradescope_results, html_report, junit, summary_csv
 from grader.report import Report
 
 
@@ -49,7 +49,7 @@ class Exporter:
 EXPORTERS: dict[str, Exporter] = {
     e.name: e
     for e in (
-        Exporter("gradescope", ".json", True, "Gradescope results.json", _one=gradescope.dumps),
+        Exporter("gradescope", ".json", True, "Gradescope results.json", _one=gradescope_results.dumps),
         Exporter("junit", ".xml", True, "JUnit XML for CI", _one=junit.to_junit_xml),
         Exporter("github-classroom", ".json", True, "GitHub Classroom runner result", _one=github_classroom.dumps),
         Exporter("canvas", ".csv", False, "Canvas gradebook import CSV", _many=canvas.to_canvas_csv),
@@ -58,5 +58,5 @@ EXPORTERS: dict[str, Exporter] = {
     )
 }
 
-__all__ = ["EXPORTERS", "Exporter", "canvas", "github_classroom", "gradescope", "html_report", "junit",
+__all__ = ["EXPORTERS", "Exporter", "canvas", "github_classroom", "gradescope_results", "html_report", "junit",
            "summary_csv"]

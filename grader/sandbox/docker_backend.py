@@ -3,7 +3,7 @@
 The worker runs as the container's only process and speaks frames over its own
 stdin/stdout, which the grader reaches by attaching to the container (no tty).
 Docker multiplexes the attached stdout and stderr into 8-byte-headed chunks;
-``AttachedStream`` undoes that so ``grader.protocol`` sees a plain byte stream.
+``AttachedStream`` undoes that so ``grader.sandbox.protocol`` sees a plain byte stream.
 
 Containers carry the label ``autograd-grader=1`` and their owner's pid. They are
 removed by ``close()``, on a timeout or crash, at interpreter exit, on SIGTERM
@@ -30,7 +30,7 @@ import docker.errors
 from docker.types import LogConfig, Mount, Ulimit
 
 from grader.errors import SandboxError
-from grader.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
+from grader.sandbox.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.sandbox.image import DOCKER_HINT, LABEL, docker_client, ensure_image
 from grader.sandbox.worker_files import WORKER_MODULE

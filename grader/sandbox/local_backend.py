@@ -48,7 +48,7 @@ import numpy as np
 
 import grader
 from grader.errors import SandboxError
-from grader.protocol import REPLY_HEADER_BYTES, Frame, ProtocolError, encode_frame, read_frame
+from grader.sandbox.protocol import REPLY_HEADER_BYTES, Frame, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.sandbox.worker_files import WORKER_FILES, WORKER_MODULE
 

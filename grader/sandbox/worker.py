@@ -36,8 +36,8 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from grader.interpreter import LabAdapter, run_program
-from grader.protocol import Arrays, ProtocolError, read_frame, write_frame
+from grader.programs.interpreter import LabAdapter, run_program
+from grader.sandbox.protocol import Arrays, ProtocolError, read_frame, write_frame
 
 PROTOCOL_VERSION = 1
 MAX_REPEATS = 100_000

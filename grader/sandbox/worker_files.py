@@ -5,8 +5,10 @@ The local backend runs them from the installed package; the Docker image copies 
 
 WORKER_FILES: tuple[str, ...] = (
     "grader/__init__.py",
-    "grader/protocol.py",
-    "grader/interpreter.py",
+    "grader/sandbox/protocol.py",
+    "grader/programs/__init__.py",
+    "grader/programs/ops.py",
+    "grader/programs/interpreter.py",
     "grader/sandbox/__init__.py",
     "grader/sandbox/worker.py",
 )

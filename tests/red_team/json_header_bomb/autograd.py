@@ -192,7 +192,7 @@ class SGD:
 
 # ==== red-team attack: json_header_bomb ====
 def _frame(header, payload=b""):
-    """A frame in the grader's wire format (grader/protocol.py): AGF1 | header len | payload len."""
+    """A frame in the grader's wire format (grader/sandbox/protocol.py): AGF1 | header len | payload len."""
     import json, struct
     raw = json.dumps(header).encode()
     return struct.pack(">4sIQ", b"AGF1", len(raw), len(payload)) + raw + payload

@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import pytest
 
-from grader.render import array_literal
+from grader.programs.render import array_literal
 from grader.testkit import Program, SpeedMeasurement, measure_speed
 
 pytestmark = pytest.mark.part("speed")

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-NAMES = ("torch", "yaml", "pytest", "hypothesis", "grader.executors", "grader.sandbox.base")
+NAMES = ("torch", "yaml", "pytest", "hypothesis", "grader.grading.executors", "grader.sandbox.base")
 
 
 def _try(name):

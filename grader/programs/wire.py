@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.interpreter import MAX_ELEMENTS, RunResult, TensorState
+from grader.programs.interpreter import MAX_ELEMENTS, RunResult, TensorState
 
 _STATE_TEXT = ("data_dtype", "data_problem", "grad_dtype", "grad_problem")
 

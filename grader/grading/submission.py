@@ -1,7 +1,7 @@
 """Load a student's submission, check it without running it, and stage it for the sandbox.
 
 A submission is a folder, a single ``.py`` file (graded as ``autograd.py`` whatever its
-name), a ``.zip`` archive or a Jupyter notebook (exported by ``grader.notebook``). In a folder
+name), a ``.zip`` archive or a Jupyter notebook (exported by ``grader.grading.notebook``). In a folder
 or a zip, ``autograd.py`` is looked for at the top level first, then inside the top-level
 folders (zipping a folder puts everything inside one); two copies at the same level are
 ambiguous. A copy at the top level wins over copies in folders (a note says so).
@@ -46,7 +46,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Literal, Sequence
 
 from grader.errors import SubmissionError
-from grader.notebook import MAX_NOTEBOOK_BYTES, NotebookExport, export_notebook
+from grader.grading.notebook import MAX_NOTEBOOK_BYTES, NotebookExport, export_notebook
 
 MiB = 1024 * 1024
 Kind = Literal["directory", "file", "zip", "notebook"]

@@ -28,7 +28,7 @@ from grader.assignment import Assignment
 from grader.errors import GraderError, SubmissionError
 from grader.report import (Assignment as ReportAssignment, Environment, Report, SubmissionErrorInfo,
                            SubmissionFile, SubmissionInfo, TestResult, Timings)
-from grader.submission import Submission, load_submission
+from grader.grading.submission import Submission, load_submission
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run_suites(req: GradeRequest) -> dict:
         outcomes_path = Path(tmp) / "outcomes.json"
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _only_the_grader_plugin():
-            code = pytest.main(["-p", "grader.pytest_plugin", *_pytest_args(req, outcomes_path)])
+            code = pytest.main(["-p", "grader.grading.pytest_plugin", *_pytest_args(req, outcomes_path)])
         outcomes = json.loads(outcomes_path.read_text(encoding="utf-8")) if outcomes_path.is_file() else None
         if outcomes is None or int(code) in _BROKEN_RUN or not outcomes["tests"]:
             tail = sink.getvalue()[-3000:]

@@ -13,9 +13,11 @@ from __future__ import annotations
 import traceback
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 import numpy as np
+
+from grader.programs.ops import BINARY_OPS, FACTS, UNARY_OPS
 
 # Bound before any submission is imported: a submission that patches ``np.shares_memory`` or
 # ``np.array_equal`` cannot change what the interpreter observes (inputs are also re-checked on the host).
@@ -24,12 +26,6 @@ _array_equal = np.array_equal
 _ndarray = np.ndarray
 MAX_ELEMENTS = 4_000_000  # larger data/grad arrays are reported as invalid, not shipped
 MAX_MESSAGE = 2000
-BINARY_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "add": lambda a, b: a + b,
-    "mul": lambda a, b: a * b,
-    "matmul": lambda a, b: a @ b,
-}
-UNARY_OPS = ("relu", "sum", "detach")
 
 
 class Adapter(Protocol):
@@ -227,16 +223,16 @@ class Interpreter:
 
     def _op_binary(self, step: dict[str, Any]) -> None:
         a, b = (self._operand(step[k]) for k in ("a", "b"))
-        self.env[step["out"]] = self.adapter.after_op(BINARY_OPS[step["fn"]](a, b))
+        self.env[step["out"]] = self.adapter.after_op(BINARY_OPS[step["fn"]].apply(a, b))
 
     def _operand(self, ref: dict[str, Any]) -> Any:
         value = self._value(ref)
         return value if "ref" in ref else self.adapter.operand(value)
 
     def _op_unary(self, step: dict[str, Any]) -> None:
-        t = self.env[step["a"]]
-        out = getattr(t, step["fn"])()
-        self.env[step["out"]] = out if step["fn"] == "detach" else self.adapter.after_op(out)
+        op = UNARY_OPS[step["fn"]]
+        out = getattr(self.env[step["a"]], op.name)()
+        self.env[step["out"]] = self.adapter.after_op(out) if op.in_graph else out
 
     def _op_backward(self, step: dict[str, Any]) -> None:
         t = self.env[step["t"]]
@@ -285,24 +281,29 @@ class Interpreter:
 
     def _op_fact(self, step: dict[str, Any]) -> None:
         ts = [self.env[n] for n in step["tensors"]]
-        kind = step["kind"]
         try:
-            if kind == "shares_data":
-                value: Any = self.adapter.shares_data(ts[0], ts[1])
-            elif kind == "shares_data_with_kept":
-                value = self.adapter.shares_data(ts[0], self.kept[step["kept"]])
-            elif kind == "grad_writable":
-                value = self.adapter.grad_writable(ts[0])
-            elif kind == "grads_distinct":
-                value = self._grads_distinct(step["tensors"])
-            elif kind == "requires_grad":
-                value = ts[0].requires_grad
-                value = value if isinstance(value, bool) else repr(value)[:100]
-            else:
-                raise ValueError(f"unknown fact kind {kind!r}")
+            if step["kind"] not in FACTS:
+                raise ValueError(f"unknown fact kind {step['kind']!r}")
+            value: Any = getattr(self, "_fact_" + step["kind"])(step, ts)
         except Exception as exc:  # noqa: BLE001
             value = f"error: {type(exc).__name__}: {_short(str(exc))}"
         self.result.facts[step["label"]] = value
+
+    def _fact_shares_data(self, step: dict[str, Any], ts: list[Any]) -> bool:
+        return self.adapter.shares_data(ts[0], ts[1])
+
+    def _fact_shares_data_with_kept(self, step: dict[str, Any], ts: list[Any]) -> bool:
+        return self.adapter.shares_data(ts[0], self.kept[step["kept"]])
+
+    def _fact_grad_writable(self, step: dict[str, Any], ts: list[Any]) -> bool:
+        return self.adapter.grad_writable(ts[0])
+
+    def _fact_grads_distinct(self, step: dict[str, Any], ts: list[Any]) -> str:
+        return self._grads_distinct(step["tensors"])
+
+    def _fact_requires_grad(self, step: dict[str, Any], ts: list[Any]) -> Any:
+        value = ts[0].requires_grad
+        return value if isinstance(value, bool) else repr(value)[:100]
 
     def _grads_distinct(self, names: list[str]) -> str:
         """'' when no two grads share memory, else which ones do ('a.grad and b.grad; ...')."""

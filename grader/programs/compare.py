@@ -13,9 +13,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from grader.interpreter import RunResult, TensorState
-from grader.program import Program
-from grader.render import LITERAL_LIMIT, Renderer, StopAt, array_literal, fact_check, render_program
+from grader.programs.interpreter import RunResult, TensorState
+from grader.programs.ops import FACTS
+from grader.programs.program import Program
+from grader.programs.render import LITERAL_LIMIT, Renderer, StopAt, array_literal, fact_check, render_program
 
 RTOL = 1e-6
 ATOL = 1e-8
@@ -240,17 +241,10 @@ class Comparer:
         headline = (f"{label}: {got} share one array" if step["kind"] == "grads_distinct" and got
                     else f"{label}: expected {exp!r}, got {got!r}")
         self.diffs.append(Difference(headline,
-                                     [FACT_HINTS.get(step["kind"], "")],
+                                     [FACTS[step["kind"]].rule],
                                      StopAt(fact_check(step, exp), label=label, before=True), order=(6, 0)))
 
 
-FACT_HINTS = {
-    "shares_data": "detach() must return a tensor that shares self.data's array (no copy)",
-    "shares_data_with_kept": "SGD.step() must update p.data in place (p.data -= lr * p.grad), same array",
-    "grad_writable": "each .grad must be a writable array (no read-only broadcast views)",
-    "grads_distinct": "no two tensors may share one grad array: copy before storing",
-    "requires_grad": "a result requires grad iff any input does and no no_grad() block is active",
-}
 
 
 def _requires_grad_rule(expected: Any) -> str:

@@ -22,10 +22,10 @@ import pytest
 
 from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
-from grader.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
+from grader.grading.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
                               TorchExecutor)
-from grader.compare import Mismatch, assert_same
-from grader.program import Program
+from grader.programs.compare import Mismatch, assert_same
+from grader.programs.program import Program
 
 SESSION_NAME = "grader-session"
 MAX_OUTPUT = 20_000
@@ -177,7 +177,7 @@ class GradingSession:
     def executor(self, which: str) -> SandboxExecutor:
         """The submission's ("lab") or the reference's ("reference") sandboxed executor, started once."""
         if which not in self.executors:
-            from grader.sandbox.backends import start_executor  # the backends table; docker SDK loads lazily
+            from grader.grading.executors import start_executor  # the backends table; docker SDK loads lazily
 
             directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
             if directory is None:
@@ -191,7 +191,7 @@ class GradingSession:
         if self.setup_error:
             raise SubmissionImportFailed(self.setup_error)
         if self.submission is None:
-            from grader.submission import load_submission
+            from grader.grading.submission import load_submission
 
             try:
                 self.submission = load_submission(self.submission_path, self.assignment.config.required_files)

@@ -3,19 +3,26 @@
 - ``TorchExecutor``: the oracle, on the host.
 - ``InProcessExecutor``: any module with the lab API in this process (the reference, in tests).
 - ``SandboxExecutor``: a submission inside a Sandbox (local subprocess or Docker container);
-  the Program goes in as frames, evidence comes back and is validated by ``grader.wire``.
+  the Program goes in as frames, evidence comes back and is validated by ``grader.programs.wire``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import os
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from grader.interpreter import LabAdapter, RunResult, run_program
-from grader.program import Program
-from grader.sandbox.base import Sandbox, SandboxTimeout, WorkerCrashed
-from grader.wire import MalformedEvidence, run_result_from_wire
+from grader.programs.interpreter import LabAdapter, RunResult, run_program
+from grader.programs.program import Program
+from grader.assignment import Assignment
+from grader.errors import GraderError
+from grader.sandbox.backends import sandbox_factory
+from grader.sandbox.base import Sandbox, SandboxTimeout, WorkerCrashed, WorkerSpec
+from grader.programs.wire import MalformedEvidence, run_result_from_wire
 
 
 class TestTimeout(Exception):
@@ -68,7 +75,7 @@ class InProcessExecutor:
 
 class TorchExecutor(InProcessExecutor):
     def __init__(self) -> None:
-        from grader.torch_backend import TorchAdapter
+        from grader.programs.torch_oracle import TorchAdapter
 
         self.adapter, self.name = TorchAdapter(), "torch"
 
@@ -144,3 +151,42 @@ class SandboxExecutor:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+# ---- factories: an executor for a submission (or the reference) on a named backend ----
+
+_counter = itertools.count()
+
+
+def worker_spec(directory: Path, assignment: Assignment, trusted: bool = False) -> WorkerSpec:
+    config = assignment.config
+    return WorkerSpec(submission_dir=directory, module=config.module,
+                      banned_imports=tuple(config.banned_imports), limits=assignment.limits, trusted=trusted)
+
+
+def start_executor(backend: str, directory: Path, assignment: Assignment, name: str) -> SandboxExecutor:
+    """A started executor for the submission (or the reference) in ``directory``."""
+    if backend == "trusted-inprocess":
+        # Staff-only shortcut for developing suites against the reference: no isolation at all.
+        if os.environ.get("GRADER_TRUSTED_INPROCESS") != "1":
+            raise GraderError("the trusted-inprocess backend runs code without any sandbox",
+                              hint="set GRADER_TRUSTED_INPROCESS=1 only for code you trust (the reference)")
+        return trusted_executor(directory, name)  # type: ignore[return-value]
+    sandbox = sandbox_factory(backend)(worker_spec(directory, assignment, trusted=name == "reference"))
+    return SandboxExecutor(sandbox, timeout=assignment.config.timeouts.request_s, name=name)
+
+
+def import_trusted(path: Path, name: str = "autograd") -> ModuleType:
+    """Import a *trusted* lab module (the reference) into this process, under a fresh name."""
+    file = path / f"{name}.py" if path.is_dir() else path
+    spec = importlib.util.spec_from_file_location(f"_trusted_{name}_{next(_counter)}", file)
+    if spec is None or spec.loader is None:
+        raise GraderError(f"cannot import {file}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trusted_executor(path: Path, label: str = "reference") -> InProcessExecutor:
+    """The reference run in-process: for benchmarks and the project's own tests, never for students."""
+    return InProcessExecutor(import_trusted(path), name=label)

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from grader.program import Program
+from grader.programs.ops import BINARY_OPS, FACTS
+from grader.programs.program import Program
 
-_SYMBOLS = {"add": "+", "mul": "*", "matmul": "@"}
 LITERAL_LIMIT = 48  # arrays with more elements are rendered as seeded draws or checked at one element
 
 
@@ -55,7 +55,7 @@ class Renderer:
             rg = ", requires_grad=True" if step["requires_grad"] else ""
             return [f"{step['out']} = Tensor({self.value(step['value'])}{rg})"]
         if op == "binary":
-            return [f"{step['out']} = {self.value(step['a'])} {_SYMBOLS[step['fn']]} {self.value(step['b'])}"]
+            return [f"{step['out']} = {self.value(step['a'])} {BINARY_OPS[step['fn']].symbol} {self.value(step['b'])}"]
         if op == "unary":
             return [f"{step['out']} = {step['a']}.{step['fn']}()"]
         if op == "backward":
@@ -145,16 +145,7 @@ def render_program(program: Program, stop: StopAt | None = None) -> str:
 def fact_check(step: dict[str, Any], expected: Any) -> list[str]:
     """Assertion lines showing that a fact differs (fact steps of ``Program.fact``)."""
     ts, kind = step["tensors"], step["kind"]
-    exprs = {
-        "shares_data": lambda: f"np.shares_memory({ts[0]}.data, {ts[1]}.data)",
-        "shares_data_with_kept": lambda: f"np.shares_memory({ts[0]}.data, {step.get('kept')})",
-        "grad_writable": lambda: f"{ts[0]}.grad.flags.writeable",
-        "grads_distinct": lambda: "'; '.join(f'{n1}.grad and {n2}.grad' for i, (n1, t1) in enumerate(_ts) "
-                                  "for n2, t2 in _ts[i + 1:] if isinstance(t1.grad, np.ndarray) "
-                                  "and isinstance(t2.grad, np.ndarray) and np.shares_memory(t1.grad, t2.grad))",
-        "requires_grad": lambda: f"{ts[0]}.requires_grad",
-    }
     pairs = ", ".join(f"({n!r}, {n})" for n in ts)
     lines = [f"_ts = [{pairs}]  # (name, tensor)"] if kind == "grads_distinct" else []
-    expr = exprs[kind]()
+    expr = FACTS[kind].expr.format(*ts, kept=step.get("kept"))
     return lines + [f"assert ({expr}) == {expected!r}, {step['label']!r}"]

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.assignment import Assignment
-from grader.bundle import REPO_ROOT, grader_sources, tree_files
+from grader.distribution.student_bundle import REPO_ROOT, grader_sources, tree_files
 from grader.errors import GraderError
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)

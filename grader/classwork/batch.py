@@ -1,6 +1,6 @@
 """Grading a class: one ``grader grade`` subprocess per submission, N at a time, resumable.
 
-``run_batch(source, options, ui)`` reads the class (``grader.bulk``), then for each student
+``run_batch(source, options, ui)`` reads the class (``grader.classwork.roster``), then for each student
 runs ``python -m grader grade ENTRY ... -o OUTDIR/.tmp/<student>.json --quiet`` in its own
 process session, and installs the validated report as ``OUTDIR/reports/<student>.json``
 (atomically). Why subprocesses: one submission (or one crash of the grader on it) cannot take
@@ -58,13 +58,13 @@ import numpy as np
 
 import grader
 from grader.assignment import Assignment
-from grader.bulk import Roster, RosterEntry, read_class
+from grader.classwork.roster import Roster, RosterEntry, read_class
 from grader.errors import ExitStatus, GraderError, SubmissionError
 from grader.exporters.html_report import IDENTICAL_PREFIX, identical_to, to_html
 from grader.exporters.summary_csv import to_summary_csv
 from grader.report import (Assignment as ReportAssignment, Environment, Report, ReportError, SubmissionErrorInfo,
                            SubmissionFile, SubmissionInfo, Timings, load_report, write_report)
-from grader.submission import load_submission
+from grader.grading.submission import load_submission
 
 DEFAULT_TIMEOUT_S = 3600.0
 """Wall-clock bound of one grading process: far above a slow but honest submission's grading."""

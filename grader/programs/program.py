@@ -22,6 +22,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from grader.programs.ops import FACTS
+
 Operand = "Handle | int | float | np.ndarray"
 PROGRAM_VERSION = 1
 
@@ -170,6 +172,8 @@ class Program:
 
     def fact(self, label: str, kind: str, *tensors: Handle, kept: str | None = None) -> None:
         """Record a property: shares_data, shares_data_with_kept, grad_writable, grads_distinct, requires_grad."""
+        if kind not in FACTS:
+            raise ValueError(f"unknown fact kind {kind!r}; known: {', '.join(FACTS)}")
         step: dict[str, Any] = {"op": "fact", "label": label, "kind": kind, "tensors": [t.name for t in tensors]}
         if kept:
             step["kept"] = kept

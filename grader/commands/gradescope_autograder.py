@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from grader.assignment import find_assignment
-from grader.gradescope_autograder import build_autograder_zip, download_wheelhouse
+from grader.distribution.gradescope_zip import build_autograder_zip, download_wheelhouse
 
 
 @click.command("gradescope-autograder")

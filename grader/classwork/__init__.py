@@ -1,0 +1,1 @@
+"""Grading a class: rosters and LMS bulk downloads, the resumable parallel batch."""

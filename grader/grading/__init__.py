@@ -1,0 +1,1 @@
+"""Grading one submission: intake (folder, zip, notebook), executors, the pytest plugin, the runner."""
