@@ -50,7 +50,7 @@ def main() -> None:
     client = docker_client()
     image = ensure_image(client)
     spec = WorkerSpec(REFERENCE, limits=SandboxLimits())
-    staged = stage_readable(REFERENCE)
+    staged = stage_readable(spec)
     try:
         submission = Path(staged.name) / "submission"
         one_submission(client, image, submission, spec)          # warm-up

@@ -161,7 +161,8 @@ _counter = itertools.count()
 def worker_spec(directory: Path, assignment: Assignment, trusted: bool = False) -> WorkerSpec:
     config = assignment.config
     return WorkerSpec(submission_dir=directory, module=config.module,
-                      banned_imports=tuple(config.banned_imports), limits=assignment.limits, trusted=trusted)
+                      banned_imports=tuple(config.banned_imports), limits=assignment.limits, trusted=trusted,
+                      files=tuple(config.required_files))
 
 
 def start_executor(backend: str, directory: Path, assignment: Assignment, name: str) -> SandboxExecutor:

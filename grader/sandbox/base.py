@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import numpy as np
@@ -36,6 +37,34 @@ class WorkerSpec:
     banned_imports: tuple[str, ...] = ("torch",)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     trusted: bool = False                    # the staff reference: its files must stay unreadable to submissions
+    files: tuple[str, ...] = ()              # the assignment's required_files; () means just <module>.py
+
+    @property
+    def staged_files(self) -> tuple[str, ...]:
+        """The files every backend copies into the sandbox: the same list on each, so a grade never
+        depends on the backend (nothing else in ``submission_dir`` is visible to the worker)."""
+        return self.files or (f"{self.module}.py",)
+
+
+def copy_submission(spec: WorkerSpec, dest: Path) -> list[Path]:
+    """Copy ``spec.staged_files`` from ``spec.submission_dir`` into ``dest``; returns the copies.
+
+    Only regular files are copied (a symlink or a missing file is left out: the worker's import error
+    then says what is missing). Paths are relative and may not climb out of ``dest``.
+    """
+    copied = []
+    for name in spec.staged_files:
+        rel = PurePosixPath(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"a staged file must be a relative path inside the submission: {name!r}")
+        source = spec.submission_dir / rel
+        if source.is_symlink() or not source.is_file():
+            continue
+        target = dest / rel
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        copied.append(target)
+    return copied
 
 
 class SandboxTimeout(Exception):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -31,7 +30,7 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from grader.errors import SandboxError
 from grader.sandbox.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
-from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
+from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec, copy_submission
 from grader.sandbox.image import DOCKER_HINT, LABEL, docker_client, ensure_image
 from grader.sandbox.worker_files import WORKER_MODULE
 
@@ -206,16 +205,19 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def stage_readable(submission_dir: Path) -> tempfile.TemporaryDirectory:
-    """A copy of the submission that the sandbox user can read (a staged dir may be 0700)."""
-    if not submission_dir.is_dir():
-        raise SandboxError(f"submission directory {submission_dir} does not exist")
+def stage_readable(spec: WorkerSpec) -> tempfile.TemporaryDirectory:
+    """A copy of the submission's staged files that the sandbox user can read (a staged dir may be 0700).
+
+    The same files as every backend stages (``copy_submission``), not the whole folder.
+    """
+    if not spec.submission_dir.is_dir():
+        raise SandboxError(f"submission directory {spec.submission_dir} does not exist")
     tmp = tempfile.TemporaryDirectory(prefix="grader-docker-")
     dest = Path(tmp.name) / "submission"
-    shutil.copytree(submission_dir, dest, symlinks=True)
+    dest.mkdir()
+    copy_submission(spec, dest)
     for path in (dest, *dest.rglob("*")):
-        if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() else 0o644)
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return tmp
 
 
@@ -338,7 +340,7 @@ class DockerSandbox:
         client = self._client = self._client or docker_client()
         self._image = self._image or _current_image(client)
         if self._staged is None:
-            self._staged = stage_readable(self.spec.submission_dir)
+            self._staged = stage_readable(self.spec)
         try:
             self._container_id = create_container(
                 client, self._image, Path(self._staged.name) / "submission", self.limits, self._command)

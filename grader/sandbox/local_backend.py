@@ -49,7 +49,7 @@ import numpy as np
 import grader
 from grader.errors import SandboxError
 from grader.sandbox.protocol import REPLY_HEADER_BYTES, Frame, ProtocolError, encode_frame, read_frame
-from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec
+from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec, copy_submission
 from grader.sandbox.worker_files import WORKER_FILES, WORKER_MODULE
 
 NOBODY = 65534
@@ -205,9 +205,7 @@ def stage(spec: WorkerSpec, runtime: Runtime, owner: tuple[int, int] | None) -> 
     for package in runtime.packages:
         (layout.site / package.name).symlink_to(package, target_is_directory=True)
     layout.submission.mkdir(mode=0o755)
-    module_file = spec.submission_dir / f"{spec.module}.py"
-    if module_file.is_file():   # if missing, the worker's import error says so
-        shutil.copyfile(module_file, layout.submission / module_file.name)
+    copy_submission(spec, layout.submission)   # the same files as every backend stages
     for private in (layout.work, layout.home):
         private.mkdir(mode=0o700)
     layout.output.touch(mode=0o600)
