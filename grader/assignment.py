@@ -26,9 +26,23 @@ class Part(_Strict):
     title: str = ""
 
 
+DEFAULT_SUBMISSION_BUDGET_S = 420.0
+"""Total time of one submission's grading: ~6x the reference's full grade (about 70 s on a loaded
+2-core machine), and with the margin below still inside Gradescope's default 10-minute limit."""
+BUDGET_MARGIN_S = 15.0
+"""Past the budget, the report arrives within ``BUDGET_MARGIN_S + timeouts.import_s``: the margin covers
+closing the sandboxes and writing the report; ``import_s`` one worker (re)start already under way."""
+
+
 class Timeouts(_Strict):
     import_s: float = Field(20.0, gt=0, le=600)
     request_s: float = Field(20.0, gt=0, le=3600)
+    submission_s: float = Field(DEFAULT_SUBMISSION_BUDGET_S, gt=0, le=86400)
+
+    @property
+    def margin_s(self) -> float:
+        """How late past ``submission_s`` a report may arrive (see ``BUDGET_MARGIN_S``)."""
+        return BUDGET_MARGIN_S + self.import_s
 
 
 class SpeedLimits(_Strict):

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 
 from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
-from grader.grading.executors import Executor, TestTimeout
+from grader.grading.executors import BudgetExhausted, Executor, TestTimeout
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.programs.render import array_literal
@@ -90,6 +90,8 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
     first_ref = reference.time(program, 1)[0] if reference is not None else None
     try:
         _, evidence = lab.time(program, 1, timeout=slow_limit_s)
+    except BudgetExhausted:
+        raise                       # the submission's whole budget is gone: a timeout, not "too slow"
     except TestTimeout:
         yardstick = f"; the reference needs {first_ref:.3f} s" if first_ref is not None else ""
         raise AssertionError(

@@ -331,13 +331,19 @@ def _tar(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def run_autograder(client, image: str, files: dict[str, bytes]) -> tuple[dict, str]:
-    """Gradescope's step for one submission: files in /autograder/submission, run_autograder, no network."""
+def run_autograder(client, image: str, files: dict[str, bytes],
+                   source_files: dict[str, bytes] | None = None) -> tuple[dict, str]:
+    """Gradescope's step for one submission: files in /autograder/submission, run_autograder, no network.
+
+    ``source_files`` replace files of the unzipped autograder (e.g. an edited assignment.yaml).
+    """
     start = time.monotonic()
     container = client.containers.create(image, command=["/autograder/run_autograder"], working_dir="/autograder",
                                          network_mode="none", labels={LABEL: "gradescope-test"})
     try:
         container.put_archive("/autograder/submission", _tar(files))
+        if source_files:
+            container.put_archive("/autograder/source", _tar(source_files))
         container.start()
         status = container.wait(timeout=RUN_TIMEOUT_S)["StatusCode"]
         log = container.logs().decode("utf-8", errors="replace")
@@ -415,3 +421,26 @@ def test_sandbox_user_cannot_read_the_hidden_tests(client, autograder_image) -> 
     lines = out.decode().split()
     assert lines[0] == "DENIED"
     assert lines[1].count(".") == 2                              # NumPy stays importable for the worker
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_submission_whose_ops_sleep_gets_its_report_within_the_budget(client, autograder_image) -> None:
+    """Every op sleeps 30 s; with a 25 s budget the results arrive within budget + margin, all cut."""
+    import yaml
+
+    from grader.assignment import BUDGET_MARGIN_S
+    from tests.test_budget import BUDGET_S, short_budget_yaml, sleepy_source
+
+    yaml_text = short_budget_yaml()
+    margin = BUDGET_MARGIN_S + yaml.safe_load(yaml_text)["timeouts"]["import_s"]
+    start = time.monotonic()
+    results, log = run_autograder(client, autograder_image, {"autograd.py": sleepy_source().encode()},
+                                  {"assignments/autograd-lab/assignment.yaml": yaml_text.encode()})
+    seconds = time.monotonic() - start
+    print(f"Gradescope zip, every op sleeping 30 s: results.json after {seconds:.1f} s "
+          f"(budget {BUDGET_S:g} s + margin {margin:g} s, container start included)")
+    assert seconds <= BUDGET_S + margin, log[-3000:]
+    assert results["score"] == 0 and results["extra_data"]["status"] == "graded", log[-3000:]
+    assert {t["status"] for t in results["tests"]} == {"failed"}
+    assert sum("timeouts.submission_s" in t.get("output", "") for t in results["tests"]) >= len(results["tests"]) - 1

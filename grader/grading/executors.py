@@ -31,6 +31,10 @@ class TestTimeout(Exception):
     __test__ = False  # not a pytest test class
 
 
+class BudgetExhausted(TestTimeout):
+    """The submission's total time budget (``timeouts.submission_s``) is used up: no time is left."""
+
+
 class SubmissionCrashed(Exception):
     """The submission killed its worker or sent garbage; the text says what happened."""
 
@@ -88,6 +92,7 @@ class SandboxExecutor:
         self.hello: dict[str, Any] = sandbox.start()
         self.output: list[str] = [str(self.hello.get("stdout") or "")]
         self.used = False
+        self.deadline: float | None = None   # time.monotonic() past which no request may run (the budget)
 
     @property
     def import_error(self) -> str | None:
@@ -104,11 +109,11 @@ class SandboxExecutor:
 
     def reset(self) -> None:
         """Re-import the submission in its worker, so one test's global state cannot leak into the next."""
-        if not self.used or self.import_error:
+        if not self.used or self.import_error or self._left() <= 0:
             return
         self.used = False
         try:
-            reply, _ = self.sandbox.request({"type": "reset"}, {}, timeout=self.timeout)
+            reply, _ = self.sandbox.request({"type": "reset"}, {}, timeout=min(self.timeout, self._left()))
         except (SandboxTimeout, WorkerCrashed):
             self._restart()
             return
@@ -125,10 +130,17 @@ class SandboxExecutor:
         header, arrays = program.to_wire()
         self.used = True
         limit = self.timeout if timeout is None else timeout
+        left = self._left()
+        if left <= 0:
+            raise BudgetExhausted(f"the submission's time budget was used up before {program.title!r} could run")
         start = time.perf_counter()
         try:
-            reply, reply_arrays = self.sandbox.request({**kind, "program": header}, arrays, timeout=limit)
+            reply, reply_arrays = self.sandbox.request({**kind, "program": header}, arrays, timeout=min(limit, left))
         except SandboxTimeout:
+            if left < limit and self._left() <= 0:
+                self.sandbox.close()   # no test may run any more: no restart
+                raise BudgetExhausted(f"the submission's time budget ran out while running {program.title!r} "
+                                      f"(the last {left:.1f} s of it)") from None
             self._restart()
             raise TestTimeout(f"no answer within {limit:g} s "
                               f"(an infinite loop, or far too slow?) while running {program.title!r}") from None
@@ -145,9 +157,14 @@ class SandboxExecutor:
             self._restart()
             raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None
 
+    def _left(self) -> float:
+        """Seconds left of the submission's budget (infinite without one)."""
+        return float("inf") if self.deadline is None else self.deadline - time.monotonic()
+
     def _restart(self) -> None:
         self.sandbox.close()
-        self.hello = self.sandbox.start()
+        if self._left() > 0:   # past the budget no test runs: starting a worker would only delay the report
+            self.hello = self.sandbox.start()
 
     def close(self) -> None:
         self.sandbox.close()

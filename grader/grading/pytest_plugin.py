@@ -22,8 +22,8 @@ import pytest
 
 from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
-from grader.grading.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
-                              TorchExecutor)
+from grader.grading.executors import (BudgetExhausted, Executor, SandboxExecutor, SubmissionCrashed,
+                                     SubmissionImportFailed, TestTimeout, TorchExecutor)
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 
@@ -68,6 +68,8 @@ class Outcomes:
     hello: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
+    budget_s: float = 0.0                               # timeouts.submission_s of this run
+    cut: list[str] = field(default_factory=list)        # tests not run (or stopped) because the budget ran out
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,6 +86,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the run's outcomes as JSON to PATH")
     group.addoption("--visible-only", dest="grader_visible_only", action="store_true",
                     help="run only visible tests; count the hidden ones (what `grader check` does)")
+    group.addoption("--grader-deadline", dest="grader_deadline", type=float, default=None, metavar="EPOCH",
+                    help="Unix time at which the submission's time budget ends (default: timeouts.submission_s "
+                         "from the start of this run)")
     group.addoption("--part", dest="grader_parts", action="append", default=[], metavar="PART",
                     help="run only the tests of this part (repeatable)")
 
@@ -131,6 +136,8 @@ def _failure_text(excinfo: pytest.ExceptionInfo[BaseException] | None, longrepr:
     if excinfo is None:
         return "failed", str(longrepr)[:MAX_OUTPUT]
     exc = excinfo.value
+    if isinstance(exc, BudgetExhausted):
+        return "timeout", f"{exc}. {BUDGET_CUT}"
     if isinstance(exc, TestTimeout):
         return "timeout", str(exc)
     if isinstance(exc, (SubmissionCrashed, SubmissionImportFailed)):
@@ -140,11 +147,17 @@ def _failure_text(excinfo: pytest.ExceptionInfo[BaseException] | None, longrepr:
     return "error", f"{type(exc).__name__}: {exc}"[:MAX_OUTPUT]
 
 
+BUDGET_CUT = ("The submission's total time budget (timeouts.submission_s in assignment.yaml) was used up, so "
+              "this test was cut and scores 0: make the slow tests faster (see the first tests reported as timeout)")
+
+
 class GradingSession:
     """Per-run state: the assignment, the submission's sandboxes, and the outcomes."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.clock_start = time.monotonic()
+        self.deadline: float | None = None    # time.monotonic() at which the budget ends
         self.submission_path = Path(config.getoption("grader_submission")).resolve()
         self.backend = config.getoption("grader_backend")
         self.seed_option: int | None = config.getoption("grader_seed")
@@ -183,6 +196,8 @@ class GradingSession:
             if directory is None:
                 raise GraderError("this assignment has no reference solution to time against")
             self.executors[which] = start_executor(self.backend, directory, self.assignment, which)
+            if isinstance(self.executors[which], SandboxExecutor):
+                self.executors[which].deadline = self.deadline
             if which == "lab" and self.outcomes is not None:
                 self.outcomes.hello = dict(self.executors[which].hello)
         return self.executors[which]
@@ -210,7 +225,9 @@ class GradingSession:
                 item.stash[FACTS] = resolve_facts(item, assignment)
         if self._assignment is None:
             return
-        self.outcomes = Outcomes(self._assignment.name, self.seed, self.backend)
+        self.outcomes = Outcomes(self._assignment.name, self.seed, self.backend,
+                                 budget_s=self._assignment.config.timeouts.submission_s)
+        self.deadline = self._deadline(config)
         parts = set(config.getoption("grader_parts"))
         unknown = parts - set(self._assignment.config.parts)
         if unknown:
@@ -227,6 +244,23 @@ class GradingSession:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
 
+    def _deadline(self, config: pytest.Config) -> float:
+        """The budget's end on the monotonic clock: from ``--grader-deadline`` (the runner's start), else from now."""
+        epoch = config.getoption("grader_deadline")
+        if epoch is not None:
+            return time.monotonic() + (float(epoch) - time.time())
+        return self.clock_start + self.assignment.config.timeouts.submission_s
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Past the budget a test is not run at all (not even its fixtures): it is reported as a timeout."""
+        if self.deadline is None or FACTS not in item.stash or time.monotonic() < self.deadline:
+            return
+        budget = self.outcomes.budget_s if self.outcomes is not None else 0.0
+        text = f"not run: the time budget of {budget:g} s for the whole submission was used up. {BUDGET_CUT}"
+        item.stash[_STATUS] = ("timeout", text)
+        pytest.skip(text)
+
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         seed = self.seed_option if self.seed_option is not None else "assignment default"
         return [f"grader: submission {self.submission_path}, backend {self.backend}, seed {seed}"]
@@ -242,6 +276,10 @@ class GradingSession:
             status, text = _failure_text(call.excinfo, report.longrepr)
             report.longrepr = text  # the student's message, not the harness's traceback
             item.stash[_STATUS] = (status, text)
+            if call.excinfo is not None and isinstance(call.excinfo.value, BudgetExhausted):
+                item.stash[_CUT] = True
+        elif report.skipped and _STATUS in item.stash and item.stash[_STATUS][0] == "timeout":
+            item.stash[_CUT] = True
         elif report.skipped and _STATUS not in item.stash:
             # A graded test that did not run earns nothing: a skip must never count as a pass.
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -252,6 +290,8 @@ class GradingSession:
             self.outcomes.tests.append(TestOutcome(
                 facts.name, item.nodeid, facts.part, facts.points, facts.points if status == "passed" else 0.0,
                 status, facts.visibility, text, duration))
+            if item.stash.get(_CUT, False):
+                self.outcomes.cut.append(facts.name)
         else:
             item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
 
@@ -271,6 +311,7 @@ class GradingSession:
 
 _STATUS = pytest.StashKey[tuple[str, str]]()
 _DURATION = pytest.StashKey[float]()
+_CUT = pytest.StashKey[bool]()
 
 
 def write_outcomes(outcomes: Outcomes, path: Path) -> None:

@@ -15,7 +15,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -43,6 +43,7 @@ class GradeRequest:
     parts: tuple[str, ...] = ()
     student: str | None = None
     image: str | None = None
+    deadline: float | None = None   # Unix time at which the time budget ends (grade() sets it at its start)
 
     @property
     def effective_seed(self) -> int:
@@ -65,6 +66,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
              "-q", "--no-header", "-o", "console_output_style=classic"]
+    if req.deadline is not None:
+        args += ["--grader-deadline", repr(req.deadline)]
     if req.visible_only:
         args.append("--visible-only")
     for part in req.parts:
@@ -153,6 +156,8 @@ def _import_error(outcomes: dict) -> SubmissionErrorInfo | None:
 def grade(req: GradeRequest) -> GradeResult:
     """Grade one submission into a Report (a bad submission gives a report with its error, score 0)."""
     started, clock = datetime.now(timezone.utc), time.perf_counter()
+    if req.deadline is None:   # the budget counts from here: reading the submission and starting pytest included
+        req = replace(req, deadline=time.time() + req.assignment.config.timeouts.submission_s)
     sub: Submission | None = None
     error: SubmissionErrorInfo | None = None
     tests: list[TestResult] = []
@@ -172,9 +177,12 @@ def grade(req: GradeRequest) -> GradeResult:
             sub.cleanup()
     if error is not None:
         tests = [t.model_copy(update={"score": 0.0}) for t in tests]
+    info = _submission_info(sub, req.submission)
+    if outcomes.get("cut"):
+        info = info.model_copy(update={"notes": [*info.notes, budget_note(outcomes)]})
     report = Report.build(
         assignment=ReportAssignment(name=req.assignment.name, title=req.assignment.config.title),
-        tests=tests, submission=_submission_info(sub, req.submission), environment=_environment(req),
+        tests=tests, submission=info, environment=_environment(req),
         timings=Timings(started_at=started, finished_at=datetime.now(timezone.utc),
                         total_seconds=time.perf_counter() - clock, tests_seconds=tests_seconds),
         student=req.student, stdout=str(outcomes.get("stdout", "")),
@@ -182,6 +190,15 @@ def grade(req: GradeRequest) -> GradeResult:
         max_score=_max_score(req, tests), part_order=tuple(req.assignment.config.parts),
     )
     return GradeResult(report, int(outcomes.get("hidden_not_run", 0)))
+
+
+def budget_note(outcomes: dict) -> str:
+    """The report's note on tests cut by the time budget: how many, which, and why."""
+    cut = list(outcomes["cut"])
+    shown = ", ".join(cut[:10]) + (f" and {len(cut) - 10} more" if len(cut) > 10 else "")
+    return (f"time budget: the whole submission may use {outcomes.get('budget_s', 0):g} s "
+            f"(timeouts.submission_s); it was used up, so {len(cut)} test(s) were cut and reported as "
+            f"timeout with 0 points: {shown}")
 
 
 def _max_score(req: GradeRequest, tests: Sequence[TestResult]) -> float:
