@@ -24,6 +24,7 @@ from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
 from grader.grading.executors import (BudgetExhausted, Executor, SandboxExecutor, SubmissionCrashed,
                                      SubmissionImportFailed, TestTimeout, TorchExecutor)
+from grader.grading.feature_log import FeatureRecorder, TestFeatures, write_feature_log
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 
@@ -89,6 +90,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--grader-deadline", dest="grader_deadline", type=float, default=None, metavar="EPOCH",
                     help="Unix time at which the submission's time budget ends (default: timeouts.submission_s "
                          "from the start of this run)")
+    group.addoption("--grader-features", dest="grader_features", metavar="PATH",
+                    help="write the features of the Programs each test runs as JSON to PATH (the fairness check)")
     group.addoption("--part", dest="grader_parts", action="append", default=[], metavar="PART",
                     help="run only the tests of this part (repeatable)")
 
@@ -158,6 +161,7 @@ class GradingSession:
         self.config = config
         self.clock_start = time.monotonic()
         self.deadline: float | None = None    # time.monotonic() at which the budget ends
+        self.features: dict[str, TestFeatures] = {}
         self.submission_path = Path(config.getoption("grader_submission")).resolve()
         self.backend = config.getoption("grader_backend")
         self.seed_option: int | None = config.getoption("grader_seed")
@@ -305,6 +309,9 @@ class GradingSession:
             path = self.config.getoption("grader_outcomes")
             if path:
                 write_outcomes(self.outcomes, Path(path))
+            features_path = self.config.getoption("grader_features")
+            if features_path:
+                write_feature_log(self.features, Path(features_path))
         if self.submission is not None:
             self.submission.cleanup()
 
@@ -344,8 +351,13 @@ def seed(request: pytest.FixtureRequest) -> int:
 def lab(request: pytest.FixtureRequest) -> Executor:
     """The submission, in its sandbox (started once per run, restarted after a timeout or crash),
     re-imported before each test so that global state cannot leak from one test into the next."""
-    executor = _session(request).executor("lab")
+    session = _session(request)
+    executor = session.executor("lab")
     executor.reset()
+    facts = request.node.stash.get(FACTS, None)
+    if request.config.getoption("grader_features") and facts is not None:
+        sink = session.features.setdefault(facts.name, TestFeatures(facts.part, facts.visibility))
+        return FeatureRecorder(executor, sink)   # type: ignore[return-value]
     return executor
 
 

@@ -44,6 +44,7 @@ class GradeRequest:
     student: str | None = None
     image: str | None = None
     deadline: float | None = None   # Unix time at which the time budget ends (grade() sets it at its start)
+    features_out: Path | None = None  # write the features of each test's Programs here (the fairness check)
 
     @property
     def effective_seed(self) -> int:
@@ -66,6 +67,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
              "-q", "--no-header", "-o", "console_output_style=classic"]
+    if req.features_out is not None:
+        args += ["--grader-features", str(req.features_out)]
     if req.deadline is not None:
         args += ["--grader-deadline", repr(req.deadline)]
     if req.visible_only:

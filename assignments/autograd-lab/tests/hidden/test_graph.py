@@ -65,7 +65,7 @@ def test_detach_is_a_constant_sharing_data(matches_torch, seed):
     matches_torch(p)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_no_grad_nests_and_restores_the_previous_state(matches_torch, seed):
     """Leaving an inner no_grad() keeps grads off inside the outer one; leaving that turns them on."""
     p = Program("nested no_grad", seed=seed + 2003)
@@ -87,7 +87,7 @@ def test_no_grad_nests_and_restores_the_previous_state(matches_torch, seed):
     matches_torch(p)
 
 
-@pytest.mark.points(2)
+@pytest.mark.points(1)
 def test_no_grad_is_restored_when_an_exception_leaves_it(matches_torch, seed):
     """An exception leaving no_grad() must still restore the previous state (try/finally)."""
     p = Program("no_grad restored after an exception", seed=seed + 2004)

@@ -91,3 +91,26 @@ def test_grads_accumulate_until_zero_grad(matches_torch, seed):
     p.backward(loss3)
     p.snapshot("after the third pass (W restarted, x still adding)", [x, W])
     matches_torch(p)
+
+
+@pytest.mark.points(2)
+def test_no_grad_nests_and_is_restored_after_an_exception(matches_torch, seed):
+    """no_grad() restores the state it found: after a nested block, and when an exception leaves it."""
+    p = Program("nested no_grad, and no_grad left by an exception", seed=seed + 105)
+    x = p.randn("x", (3, 4), requires_grad=True)
+    c = p.randn("c", (3, 4))
+    with p.no_grad():
+        with p.no_grad():
+            a = (x * 3).named("a")
+        b = (x + a).named("b")                     # still inside the outer block: no grad
+        p.snapshot("inside the outer block, after the inner one", [a, b])
+    with p.no_grad(raise_inside=True):
+        r = (x * x).named("r")                     # an exception leaves this block
+    y = (x * b + r).named("y")                     # after both: requires grad again
+    cd = c.detach().named("cd")                    # detach of a tensor that does not require grad
+    p.fact("cd = c.detach() shares c's data array", "shares_data", cd, c)
+    loss = (y * cd).sum().named("loss")
+    p.snapshot("after the blocks", [y, cd, loss])
+    p.backward(loss)
+    p.snapshot("after backward: no grad through a, b, r", [x, c, a, b, r, y, cd, loss])
+    matches_torch(p)

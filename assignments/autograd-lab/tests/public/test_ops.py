@@ -10,6 +10,7 @@ Run just this part with:  grader check --part ops
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from grader.testkit import Program
@@ -153,3 +154,60 @@ def test_backward_errors_and_one_element_matrix(matches_torch, seed):
     q.backward(o)
     q.snapshot("after backward", [x1, W1, o])
     matches_torch(q)
+
+
+@pytest.mark.points(1)
+def test_broadcast_every_shape_on_either_side(matches_torch, seed):
+    """x (4,5) with operands of shape (5,), (1,5), (4,1) and (): on the left and on the right of + and *."""
+    p = Program("broadcasting: (H,), (1,H), (N,1), () operands on either side of + and * with x (4,5)",
+                seed=seed + 20)
+    x = p.randn("x", (4, 5), requires_grad=True)
+    row = p.randn("row", (5,), requires_grad=True)
+    row2 = p.randn("row2", (1, 5), requires_grad=True)
+    col = p.randn("col", (4, 1), requires_grad=True)
+    s = p.randn("s", (), requires_grad=True)
+    tensors = [x, row, row2, col, s]
+    y = x
+    for k, c in enumerate((row, row2, col, s)):
+        right_add = (y + c).named(f"right_add{k}")
+        left_add = (c + y).named(f"left_add{k}")
+        right_mul = (left_add * c).named(f"right_mul{k}")
+        left_mul = (c * right_add).named(f"left_mul{k}")
+        y = (right_mul + left_mul).named(f"y{k}")
+        tensors += [right_add, left_add, right_mul, left_mul, y]
+    both_add = (col + row2).named("both_add")           # (4,1) + (1,5) -> (4,5): both operands broadcast
+    both_mul = (row2 * col).named("both_mul")
+    z = (y + both_add * both_mul).named("z")
+    terms, loss = weighted_sum(p, z, (4, 5))
+    p.backward(loss)
+    p.snapshot("after backward", tensors + [both_add, both_mul, z, terms, loss])
+    matches_torch(p)
+
+
+@pytest.mark.points(1)
+def test_ndarray_operands_on_either_side_and_number_data(matches_torch, seed):
+    """ndarrays (float and int) on either side of + and *, on the right of @; Tensors from a Python int or float.
+
+    ``ndarray + Tensor`` must call your ``__radd__``: NumPy would otherwise apply ``+`` element by
+    element and build an object array, unless your class sets ``__array_ufunc__ = None``.
+    """
+    p = Program("ndarray operands on either side: a + x, x + a, a * x, x * a, x @ M; Tensor(3), Tensor(0.5)",
+                seed=seed + 21)
+    x = p.randn("x", (3, 4), requires_grad=True)
+    k = p.tensor("k", 3, requires_grad=True)
+    h = p.tensor("h", 0.5, requires_grad=True)
+    m = p.tensor("m", np.array([[1, -2, 0, 3], [2, 1, -1, 0], [0, 4, 1, -2]], dtype=np.int64), requires_grad=True)
+    a = (p.randn_array((3, 4)) + x).named("a")            # ndarray on the left
+    b = (a + p.array(np.array([1, 0, -2, 5]))).named("b")  # an int ndarray on the right
+    c = (p.randn_array((3, 4)) * b).named("c")            # ndarray on the left
+    d = (c * p.randn_array((1, 4))).named("d")            # ndarray on the right
+    e = (d @ p.randn_array((4, 2))).named("e")            # ndarray on the right of @
+    f = (m @ p.randn_array((4, 4))).named("f")            # integer data, then @ an ndarray
+    g = (f * k + h).named("g")
+    ks = k.sum().named("ks")                              # the sum of a 0-d tensor is itself
+    terms_e, loss_e = weighted_sum(p, e, (3, 2), "loss_e")
+    terms_g, loss_g = weighted_sum(p, g, (3, 4), "loss_g")
+    loss = (loss_e + loss_g * ks).named("loss")
+    p.backward(loss)
+    p.snapshot("after backward", [x, k, h, m, a, b, c, d, e, f, g, ks, terms_e, loss_e, terms_g, loss_g, loss])
+    matches_torch(p)

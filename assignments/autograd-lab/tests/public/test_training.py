@@ -56,3 +56,20 @@ def test_training_loop_matches_torch(matches_torch, seed):
         opt.step()
         p.snapshot(f"step {step}: parameters after step()", params)
     matches_torch(p)
+
+
+@pytest.mark.points(1.5)
+def test_sgd_takes_a_generator_and_skips_params_without_grad(matches_torch, seed):
+    """SGD(params) may get a generator (as from model.parameters()); step() leaves a grad-less param alone."""
+    p = Program("SGD from a generator of params; step() with a param whose grad is None", seed=seed + 203)
+    x = p.randn("x", (5, 3))
+    W = p.randn("W", (3, 2), requires_grad=True)
+    spare = p.randn("spare", (2, 2), requires_grad=True)    # not used by the loss: its grad stays None
+    opt = p.sgd([W, spare], lr=0.1, as_generator=True)
+    for step in range(2):
+        opt.zero_grad()
+        loss = (x @ W).relu().sum().named(f"loss_{step}")
+        p.backward(loss)
+        opt.step()
+        p.snapshot(f"after step {step}: W moved, spare unchanged", [loss, W, spare])
+    matches_torch(p)
