@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.grading.executors import Executor
-from grader.programs.features import Feature, op_count, program_features, speed_features
+from grader.programs.features import Feature, op_count, speed_features
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 
@@ -62,7 +62,7 @@ class FeatureRecorder:
         if any(program.steps is seen for seen in self._seen):
             return False
         self._seen.append(program.steps)
-        self._sink.features |= program_features(program.steps, program.arrays)
+        self._sink.features |= program.features
         return True
 
     def __getattr__(self, name: str) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from grader.programs.features import Feature, program_features
 from grader.programs.ops import FACTS
 
 Operand = "Handle | int | float | np.ndarray"
@@ -178,6 +179,11 @@ class Program:
         if kept:
             step["kept"] = kept
         self._emit(step)
+
+    @property
+    def features(self) -> set[Feature]:
+        """The kinds of check this Program makes, e.g. ("mul", "ndarray on the left") (``grader.programs.features``)."""
+        return program_features(self.steps, self.arrays)
 
     # ---- wire format ----
 
