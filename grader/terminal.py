@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -35,7 +36,7 @@ def tests_table(report: Report) -> Table:
     table.add_column("test")
     table.add_column("points", justify="right")
     for t in report.tests:
-        table.add_row(Text(t.status.upper(), style=STATUS_STYLE[t.status]), t.name,
+        table.add_row(Text(t.status.upper(), style=STATUS_STYLE[t.status]), Text(t.name),  # "[N1]" is no markup
                       f"{_points(t.score)}/{_points(t.max_score)}")
     return table
 
@@ -48,7 +49,7 @@ def failure_panels(report: Report, limit: int | None = None) -> list[Panel]:
         body = "\n".join(lines[:MAX_FAILURE_LINES])
         if len(lines) > MAX_FAILURE_LINES:
             body += f"\n... ({len(lines) - MAX_FAILURE_LINES} more lines in the JSON report)"
-        panels.append(Panel(Text(body), title=f"[{STATUS_STYLE[t.status]}]{t.status.upper()}[/] {t.name}",
+        panels.append(Panel(Text(body), title=f"[{STATUS_STYLE[t.status]}]{t.status.upper()}[/] {escape(t.name)}",
                             title_align="left", subtitle=f"part {t.part}", subtitle_align="right"))
     return panels
 
