@@ -38,6 +38,7 @@ class WorkerSpec:
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     trusted: bool = False                    # the staff reference: its files must stay unreadable to submissions
     files: tuple[str, ...] = ()              # the assignment's required_files; () means just <module>.py
+    image: str | None = None                 # the sandbox image tag, for backends that run one (docker)
 
     @property
     def staged_files(self) -> tuple[str, ...]:
