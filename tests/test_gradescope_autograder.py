@@ -426,7 +426,7 @@ def test_sandbox_user_cannot_read_the_hidden_tests(client, autograder_image) -> 
 @pytest.mark.docker
 @pytest.mark.slow
 def test_a_submission_whose_ops_sleep_gets_its_report_within_the_budget(client, autograder_image) -> None:
-    """Every op sleeps 30 s; with a 25 s budget the results arrive within budget + margin, all cut."""
+    """Every op sleeps 30 s; with a short budget the results arrive within budget + margin, all cut."""
     import yaml
 
     from grader.assignment import BUDGET_MARGIN_S
