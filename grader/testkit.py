@@ -2,7 +2,10 @@
 
 Speed is judged on the host clock around worker calls, as a ratio against the reference
 solution in a separate worker under the same limits, interleaved round by round, median of
-the rounds; the timed run's evidence is checked too, so a fast wrong answer earns nothing.
+the rounds, stopping as soon as the verdict is clear (``verdict_is_clear``). Every timed run
+is its own request on fresh draws (``Program.variant``) and its answer is checked: the first
+against torch, the others against the reference's answer on the same draws. So a fast wrong
+answer earns nothing, and the harness's own work (torch, transport) stays off the clock.
 """
 
 from __future__ import annotations
@@ -19,15 +22,26 @@ from grader.programs.render import array_literal
 
 __all__ = ["Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed"]
 
-TARGET_SECONDS = 0.05  # each timed request of the reference lasts about this long
+TARGET_SECONDS = 0.03  # each round times about this much of the reference's work, in separate requests
+MIN_ROUNDS = 3         # the fewest rounds a verdict rests on
+CONFIDENCE = 0.99      # one-sided: how sure an early verdict is, for log-ratios of i.i.d. rounds
+# one-sided 99% quantiles of Student's t for 1..12 degrees of freedom (a table, not a library call:
+# the test kit must not need scipy)
+_T99 = (31.821, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
 
 
 @dataclass(frozen=True)
 class SpeedMeasurement:
     ratio: float | None          # median(lab) / median(reference); None without a reference
-    repeats: int
-    lab_seconds: list[float]
+    repeats: int                 # timed runs (requests) per side per round
+    lab_seconds: list[float]     # per round: the mean seconds of one run
     reference_seconds: list[float]
+    limit: float | None = None   # the ratio the rounds were decided against (None: every round ran)
+    decision: str = ""           # how the number of rounds was chosen, for the test's output
+
+    @property
+    def rounds(self) -> int:
+        return len(self.lab_seconds)
 
     def within(self, factor: float) -> bool:
         """Within ``factor`` of the reference; without one, the time limit already passed is the judge."""
@@ -38,9 +52,30 @@ class SpeedMeasurement:
             return ("no reference here (a student bundle): judged only by the time limit of one run; "
                     "the graded run compares with the staff solution")
         lab, ref = statistics.median(self.lab_seconds), statistics.median(self.reference_seconds)
-        return (f"median of {len(self.lab_seconds)} interleaved rounds of {self.repeats} run(s): "
-                f"yours {lab / self.repeats * 1e3:.2f} ms, reference {ref / self.repeats * 1e3:.2f} ms "
-                f"per run, ratio {self.ratio:.2f}x")
+        return (f"median of {self.rounds} interleaved rounds of {self.repeats} run(s): "
+                f"yours {lab * 1e3:.2f} ms, reference {ref * 1e3:.2f} ms "
+                f"per run, ratio {self.ratio:.2f}x" + (f" ({self.decision})" if self.decision else ""))
+
+
+def ratio_bounds(lab_seconds: list[float], reference_seconds: list[float]) -> tuple[float, float]:
+    """A one-sided ``CONFIDENCE`` interval (low, high) of the typical ratio, from per-round log-ratios."""
+    logs = [math.log(max(a, 1e-9) / max(b, 1e-9)) for a, b in zip(lab_seconds, reference_seconds)]
+    n = len(logs)
+    if n < 2:
+        return 0.0, math.inf
+    half = _T99[min(n - 2, len(_T99) - 1)] * statistics.stdev(logs) / math.sqrt(n)
+    mean = statistics.fmean(logs)
+    return math.exp(mean - half), math.exp(mean + half)
+
+
+def verdict_is_clear(lab_seconds: list[float], reference_seconds: list[float], limit: float) -> bool:
+    """True when enough rounds put the ratio on one side of ``limit``: every round on that side, and
+    the ``CONFIDENCE`` bound too (so a run stops early only when more rounds could not change it)."""
+    if len(lab_seconds) < MIN_ROUNDS:
+        return False
+    ratios = [a / max(b, 1e-9) for a, b in zip(lab_seconds, reference_seconds)]
+    low, high = ratio_bounds(lab_seconds, reference_seconds)
+    return (high < limit and max(ratios) < limit) or (low > limit and min(ratios) > limit)
 
 
 def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> str:
@@ -67,14 +102,18 @@ def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> s
 
 
 def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-                  rounds: int, slow_limit_s: float, loop_script: list[str] | None = None) -> SpeedMeasurement:
+                  rounds: int, slow_limit_s: float, loop_script: list[str] | None = None,
+                  limit: float | None = None) -> SpeedMeasurement:
     """Interleave timed runs of ``program`` on ``lab`` and ``reference``; check the evidence too.
 
     ``slow_limit_s`` bounds one run of the submission: past it the test fails as too slow.
+    With ``limit`` (the ratio the test judges), rounds stop once the verdict is clear
+    (``verdict_is_clear``, at least ``MIN_ROUNDS``); at ``rounds`` a verdict still near the limit
+    gets up to ``rounds`` more, so a busy machine costs time, not a correct student's points.
     ``loop_script`` replaces the reproducer of a wrong answer by ``loop_reproducer``'s short one.
     """
     try:
-        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s)
+        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s, limit)
     except Mismatch as exc:
         if loop_script is None:
             raise
@@ -85,11 +124,13 @@ def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor
 
 
 def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-             rounds: int, slow_limit_s: float) -> SpeedMeasurement:
+             rounds: int, slow_limit_s: float, limit: float | None) -> SpeedMeasurement:
+    # torch judges the first run (from the expectations file where there is one); every later run is
+    # judged against the reference's answer on the same fresh draws, which the round computes anyway.
     expected = torch_ref.run(program)
     first_ref = reference.time(program, 1)[0] if reference is not None else None
     try:
-        _, evidence = lab.time(program, 1, timeout=slow_limit_s)
+        first_lab, evidence = lab.time(program, 1, timeout=slow_limit_s)
     except TestTimeout:
         yardstick = f"; the reference needs {first_ref:.3f} s" if first_ref is not None else ""
         raise AssertionError(
@@ -100,20 +141,52 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
     if reference is None or first_ref is None:
         return SpeedMeasurement(None, 1, [], [])
     repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref, 1e-6))))
-    lab_times: list[float] = []
-    ref_times: list[float] = []
-    for i in range(rounds):
-        # Every timed run is its own request on fresh draws, and the submission's answer to each is
-        # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
-        variants = [program.variant(i * repeats + r) for r in range(repeats)]
-        pair = [(lab, lab_times), (reference, ref_times)]
-        for executor, times in pair if i % 2 else reversed(pair):
-            total = 0.0
-            for variant in variants:
-                seconds, evidence = executor.time(variant, 1, timeout=slow_limit_s)
-                total += seconds
-                if executor is lab:
-                    assert_same(variant, torch_ref.run(variant), evidence)
-            times.append(total)
+    # The first runs are round 0 when one run is long enough to time on its own (repeats == 1).
+    lab_times: list[float] = [first_lab] if repeats == 1 else []
+    ref_times: list[float] = [first_ref] if repeats == 1 else []
+    most = rounds if limit is None else 2 * rounds
+    for i in range(len(lab_times), most):
+        _round(lab, reference, program, i, repeats, slow_limit_s, lab_times, ref_times)
+        if limit is None:
+            continue
+        if verdict_is_clear(lab_times, ref_times, limit):
+            break
+        if len(lab_times) >= rounds and statistics.median(lab_times) / statistics.median(ref_times) <= limit:
+            break  # a pass at the planned rounds; only a fail near the limit gets more rounds
     ratio = statistics.median(lab_times) / statistics.median(ref_times)
-    return SpeedMeasurement(ratio, repeats, lab_times, ref_times)
+    decision = _decision(len(lab_times), rounds, limit, lab_times, ref_times)
+    return SpeedMeasurement(ratio, repeats, lab_times, ref_times, limit, decision)
+
+
+def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats: int, slow_limit_s: float,
+           lab_times: list[float], ref_times: list[float]) -> None:
+    """One interleaved round: ``repeats`` fresh variants on each side; every lab answer is checked
+    against the reference's answer on the same variant (trusted, and computed by the round anyway)."""
+    # Every timed run is its own request on fresh draws, and the submission's answer to each is
+    # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
+    variants = [program.variant(i * repeats + r) for r in range(repeats)]
+    lab_answers: list[RunResult] = []
+    ref_answers: list[RunResult] = []
+    totals = {"lab": 0.0, "reference": 0.0}
+    for side in (("reference", "lab") if i % 2 == 0 else ("lab", "reference")):
+        executor, answers = (lab, lab_answers) if side == "lab" else (reference, ref_answers)
+        for variant in variants:
+            seconds, evidence = executor.time(variant, 1, timeout=slow_limit_s)
+            totals[side] += seconds
+            answers.append(evidence)
+    for variant, expected, got in zip(variants, ref_answers, lab_answers):
+        assert_same(variant, expected, got)
+    lab_times.append(totals["lab"] / repeats)
+    ref_times.append(totals["reference"] / repeats)
+
+
+def _decision(used: int, rounds: int, limit: float | None, lab_times: list[float], ref_times: list[float]) -> str:
+    if limit is None:
+        return f"all {used} rounds"
+    low, high = ratio_bounds(lab_times, ref_times)
+    bound = f"{CONFIDENCE:.0%} bounds {low:.2f}x..{high:.2f}x against the limit {limit:g}x"
+    if used < rounds:
+        return f"verdict clear after {used} of up to {rounds} rounds: {bound}"
+    if used > rounds:
+        return f"near the limit: {used} rounds instead of {rounds}, {bound}"
+    return f"{used} rounds, {bound}"

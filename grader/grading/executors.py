@@ -1,6 +1,8 @@
 """Executors: run a Program on one backend and return its evidence (a RunResult).
 
 - ``TorchExecutor``: the oracle, on the host.
+- ``ExpectedTorch``: torch's answers from the assignment's expectations files where they hold the
+  Program (``grader check`` then needs no torch), live torch otherwise; it can record them too.
 - ``InProcessExecutor``: any module with the lab API in this process (the reference, in tests).
 - ``SandboxExecutor``: a submission inside a Sandbox (local subprocess or Docker container);
   the Program goes in as frames, evidence comes back and is validated by ``grader.programs.wire``.
@@ -16,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from grader.programs.expectations import Expectations
 from grader.programs.interpreter import LabAdapter, RunResult, run_program
 from grader.programs.program import Program
 from grader.assignment import Assignment
@@ -78,6 +81,61 @@ class TorchExecutor(InProcessExecutor):
         from grader.programs.torch_oracle import TorchAdapter
 
         self.adapter, self.name = TorchAdapter(), "torch"
+
+
+TORCH_HINT = ("install torch for staff runs: `pip install 'autograd-lab-grader[staff]'` (torch==2.13.0, the CPU "
+              "build: add `--extra-index-url https://download.pytorch.org/whl/cpu`), or run without --seed "
+              "to use the expectations shipped with the assignment")
+
+
+class TorchMissing(GraderError):
+    """A Program needs torch's answer, none is stored for it, and torch is not installed."""
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported, without importing it (that alone takes over a second)."""
+    return importlib.util.find_spec("torch") is not None
+
+
+class ExpectedTorch:
+    """The oracle as suites see it: stored answers first, live torch (imported on first need) for the rest.
+
+    With ``record``, every answer comes from live torch and is added to ``record``
+    (``grader expectations build``), so a stale file can never feed its own rebuild.
+    """
+
+    name = "torch"
+
+    def __init__(self, stores: list[Expectations], record: Expectations | None = None) -> None:
+        self.stores, self.record = stores, record
+        self._live: TorchExecutor | None = None
+        self.hits = self.misses = 0
+
+    def run(self, program: Program) -> RunResult:
+        if self.record is None:
+            for store in self.stores:
+                hit = store.get(program)
+                if hit is not None:
+                    self.hits += 1
+                    return hit
+        self.misses += 1
+        result = self.live().run(program)
+        if self.record is not None:
+            self.record.add(program, result)
+        return result
+
+    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
+        return self.live().time(program, repeats, timeout)
+
+    def live(self) -> TorchExecutor:
+        if self._live is None:
+            if not torch_installed():
+                raise TorchMissing("this test needs torch.autograd's results, which are not in the expectations "
+                                   "shipped with the assignment (a seed other than the assignment's, or a "
+                                   "Program changed since they were built), and torch is not installed",
+                                   hint=TORCH_HINT)
+            self._live = TorchExecutor()
+        return self._live
 
 
 class SandboxExecutor:

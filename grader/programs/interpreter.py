@@ -4,7 +4,7 @@ Stdlib + NumPy only: this module runs inside the sandbox, on the student's ``Ten
 It produces *evidence* (values, grads, flags, exceptions), never a verdict: the host
 compares that evidence with what torch computed for the same Program.
 
-Steps are numbered in pre-order (a ``no_grad`` block, then its body), the same numbering
+Steps are numbered in pre-order (a ``no_grad`` or ``loop`` block, then its body), the same numbering
 ``Program.render`` uses, so an error names the line of the reproducer that raised.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from grader.programs.ops import BINARY_OPS, FACTS, UNARY_OPS
+from grader.programs.ops import BINARY_OPS, FACTS, MAX_LOOP_TIMES, UNARY_OPS
 
 # Bound before any submission is imported: a submission that patches ``np.shares_memory`` or
 # ``np.array_equal`` cannot change what the interpreter observes (inputs are also re-checked on the host).
@@ -260,6 +260,20 @@ class Interpreter:
                     raise _InjectedError("raised inside no_grad() by the test")
         except _InjectedError:
             pass
+
+    def _op_loop(self, step: dict[str, Any]) -> None:
+        """``out = init``, then ``times`` times: the body, ``out = next``. The body's steps keep one
+        number each (as in the reproducer's ``for`` loop), whichever iteration raised."""
+        times, body = step["times"], step["body"]
+        if isinstance(times, bool) or not isinstance(times, int) or not 0 <= times <= MAX_LOOP_TIMES:
+            raise ValueError(f"bad loop count {str(times)[:20]!r}")
+        self.env[step["out"]] = self.env[step["init"]]
+        first = self.counter
+        for _ in range(times):
+            self.counter = first
+            self._block(body)
+            self.env[step["out"]] = self.env[step["next"]]
+        self.counter = first + len(body)
 
     def _op_sgd(self, step: dict[str, Any]) -> None:
         params = [self.env[n] for n in step["params"]]
