@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from grader.programs.expectations import Expectations
-from grader.programs.interpreter import LabAdapter, RunResult, run_program
+from grader.programs.interpreter import LabAdapter, RunResult, run_program, start_program
 from grader.programs.program import Program
 from grader.assignment import Assignment
-from grader.errors import GraderError
+from grader.errors import ExitStatus, GraderError
 from grader.sandbox.backends import sandbox_factory
 from grader.sandbox.base import Sandbox, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.programs.wire import MalformedEvidence, run_result_from_wire
@@ -50,6 +50,10 @@ class Executor(Protocol):
     def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
         """Host wall-clock seconds for ``repeats`` runs, and the evidence of the last run."""
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        """One run in two timed requests: steps[:split] (the graph), then the rest (backward);
+        host seconds of each, and the evidence."""
+
 
 class InProcessExecutor:
     def __init__(self, module: ModuleType, name: str = "in-process") -> None:
@@ -75,6 +79,16 @@ class InProcessExecutor:
         last = run_program(self.adapter, header["steps"], arrays)
         return time.perf_counter() - start, last
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        header, arrays = program.to_wire()
+        start = time.perf_counter()
+        interpreter = start_program(self.adapter, arrays)
+        interpreter.run_part(header["steps"][:split])
+        middle = time.perf_counter()
+        interpreter.run_part(header["steps"][split:])
+        result = interpreter.finish()
+        return middle - start, time.perf_counter() - middle, result
+
 
 class TorchExecutor(InProcessExecutor):
     def __init__(self) -> None:
@@ -91,10 +105,15 @@ TORCH_HINT = ("install torch for staff runs: `pip install 'autograd-lab-grader[s
 class TorchMissing(GraderError):
     """A Program needs torch's answer, none is stored for it, and torch is not installed."""
 
+    exit_status = ExitStatus.USAGE
+
 
 def torch_installed() -> bool:
     """Whether torch can be imported, without importing it (that alone takes over a second)."""
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # blocked (sys.modules["torch"] = None) or a broken install
+        return False
 
 
 class ExpectedTorch:
@@ -177,15 +196,28 @@ class SandboxExecutor:
         else:
             self._restart()
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        header, arrays = program.to_wire()
+        built, _, _ = self._exchange(program, {"type": "build", "split": int(split), "program": header}, arrays,
+                                     timeout, expect="built")
+        elapsed, reply, reply_arrays = self._exchange(program, {"type": "resume"}, {}, timeout)
+        return built, elapsed, self._evidence(program, reply, reply_arrays, arrays)
+
     def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None) -> tuple[float, RunResult]:
+        header, arrays = program.to_wire()
+        elapsed, reply, reply_arrays = self._exchange(program, {**kind, "program": header}, arrays, timeout)
+        return elapsed, self._evidence(program, reply, reply_arrays, arrays)
+
+    def _exchange(self, program: Program, request: dict[str, Any], arrays: dict[str, Any], timeout: float | None,
+                  expect: str = "result") -> tuple[float, Any, dict[str, Any]]:
+        """One request, timed on the host clock; a timeout or crash restarts the worker and raises."""
         if self.import_error:
             raise SubmissionImportFailed(f"your autograd.py could not be imported:\n{self.import_error}")
-        header, arrays = program.to_wire()
         self.used = True
         limit = self.timeout if timeout is None else timeout
         start = time.perf_counter()
         try:
-            reply, reply_arrays = self.sandbox.request({**kind, "program": header}, arrays, timeout=limit)
+            reply, reply_arrays = self.sandbox.request(request, arrays, timeout=limit)
         except SandboxTimeout:
             self._restart()
             raise TestTimeout(f"no answer within {limit:g} s "
@@ -195,10 +227,16 @@ class SandboxExecutor:
             raise SubmissionCrashed(f"the worker running your code died while running {program.title!r}: {exc}") from None
         elapsed = time.perf_counter() - start
         self.output.append(str(reply.get("stdout") or "") if isinstance(reply, dict) else "")
+        if not isinstance(reply, dict) or reply.get("type") != expect:
+            self._restart()
+            raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: "
+                                    f"the reply is not a {expect}")
+        return elapsed, reply, reply_arrays
+
+    def _evidence(self, program: Program, reply: dict[str, Any], reply_arrays: dict[str, Any],
+                  arrays: dict[str, Any]) -> RunResult:
         try:
-            if not isinstance(reply, dict) or reply.get("type") != "result":
-                raise MalformedEvidence("the reply is not a result")
-            return elapsed, run_result_from_wire(reply.get("result"), reply_arrays, arrays)
+            return run_result_from_wire(reply.get("result"), reply_arrays, arrays)
         except MalformedEvidence as exc:
             self._restart()
             raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None

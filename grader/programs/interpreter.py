@@ -179,10 +179,21 @@ class Interpreter:
         self.counter = 0
 
     def run(self, steps: list[dict[str, Any]]) -> RunResult:
+        self.run_part(steps)
+        return self.finish()
+
+    def run_part(self, steps: list[dict[str, Any]]) -> None:
+        """Run some of a Program's top-level steps; after a failed step, later parts run nothing.
+        (A timed run in two requests runs the graph building, then ``backward`` and the rest.)"""
+        if self.result.error is not None:
+            return
         try:
             self._block(steps)
         except _StepFailed:
             pass
+
+    def finish(self) -> RunResult:
+        """The evidence, with whether the inputs are as they were (the host checks them again)."""
         self.result.inputs_unchanged = {
             k: bool(_array_equal(self.arrays[k], v)) for k, v in self.pristine.items()
         }
@@ -366,5 +377,15 @@ def _student_traceback(exc: BaseException) -> str:
 def run_program(adapter: Adapter, steps: list[dict[str, Any]], arrays: dict[str, np.ndarray],
                 take_snapshots: bool = True) -> RunResult:
     """Run ``steps`` on ``adapter`` with private copies of ``arrays``."""
+    return start_program(adapter, arrays, take_snapshots).run(steps)
+
+
+def start_program(adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True) -> Interpreter:
+    """An interpreter on private copies of ``arrays``, to run a Program in parts (``run_part``)."""
     own = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    return Interpreter(adapter, own, take_snapshots).run(steps)
+    return Interpreter(adapter, own, take_snapshots)
+
+
+def split_point(steps: list[dict[str, Any]]) -> int | None:
+    """Index of the first top-level ``backward``: the steps before it build the graph. None if there is none."""
+    return next((i for i, s in enumerate(steps) if s.get("op") == "backward" and i > 0), None)
