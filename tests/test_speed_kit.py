@@ -63,7 +63,7 @@ def test_a_loop_computes_what_the_unrolled_program_does(reference, torch_exec) -
         a, b = executor.run(looped), executor.run(unrolled)
         for name in ("x", "b", "loss"):
             np.testing.assert_allclose(a.snapshots["grads"][name].grad, b.snapshots["grads"][name].grad)
-        np.testing.assert_allclose(a.snapshots["grads"]["y"].data, b.snapshots["grads"]["y"].data)
+        np.testing.assert_allclose(a.snapshots["grads"]["loss"].data, b.snapshots["grads"]["loss"].data)
     assert_same(looped, torch_exec.run(looped), reference.run(looped))
 
 
@@ -129,7 +129,7 @@ def test_every_timed_answer_is_checked_against_the_reference(reference, tmp_path
                              "    def relu(self) -> Tensor:\n        _calls[0] += 1\n"
                              "        if _calls[0] > 400:\n            return Tensor._result(self.data * 0, (self,), "
                              "lambda g: (g * 0,))\n", 1)
-    (sneaky / "autograd.py").write_text(calls + patched)
+    (sneaky / "autograd.py").write_text(patched + calls)
     program = chain(200, unrolled=False)
     with pytest.raises(Mismatch):
         measure_speed(trusted_executor(sneaky), reference, TorchExecutor(), program, rounds=5, slow_limit_s=10)
@@ -177,8 +177,9 @@ def test_a_pickle_in_the_npz_is_refused(tmp_path: Path, torch_exec) -> None:
     store.save(tmp_path, "public")
     digest = program_digest(p)
     np.savez(tmp_path / "public.npz", **{f"{digest}/a0": np.array([object()], dtype=object)})
+    loaded = Expectations.load(tmp_path, "public")     # the index loads; arrays are read on use
     with pytest.raises(ExpectationsError):
-        Expectations.load(tmp_path, "public")
+        loaded.get(p)
 
 
 def test_stored_answers_are_used_and_a_miss_goes_to_live_torch(tmp_path: Path, torch_exec) -> None:

@@ -57,8 +57,8 @@ def differences(stored: Expectations, fresh: Expectations, rtol: float = 1e-9, a
     out += [f"missing from the stored file: {d[:12]} ({fresh.entries[d][0]})"
             for d in fresh.entries.keys() - stored.entries]
     for digest in sorted(stored.entries.keys() & fresh.entries.keys()):
-        title, h1, a1 = stored.entries[digest]
-        _, h2, a2 = fresh.entries[digest]
+        title, h1, a1 = stored.arrays_of(digest)
+        _, h2, a2 = fresh.arrays_of(digest)
         if h1 != h2 or a1.keys() != a2.keys():
             out.append(f"{title}: torch's evidence differs (values, flags or errors)")
         elif not all(a1[k].shape == a2[k].shape and np.allclose(a1[k], a2[k], rtol=rtol, atol=atol) for k in a1):

@@ -63,6 +63,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "--assignment", str(req.assignment.root), "--seed", str(req.effective_seed),
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
+             # no:unraisableexception: its five gc.collect() passes at the end cost a check seconds
+             "-p", "no:unraisableexception",
              "-q", "--no-header", "-o", "console_output_style=classic"]
     if req.visible_only:
         args.append("--visible-only")

@@ -45,11 +45,18 @@ def program_digest(program: Program) -> str:
 
 
 class Expectations:
-    """Results by Program digest; ``get`` answers for a Program, ``add`` records one."""
+    """Results by Program digest; ``get`` answers for a Program, ``add`` records one.
+
+    A loaded file reads an entry's arrays only when a Program asks for it (a check uses a
+    handful of a file's Programs), and validates them then, as a worker's evidence is.
+    """
 
     def __init__(self, meta: dict[str, Any] | None = None) -> None:
         self.meta: dict[str, Any] = dict(meta or {})
-        self.entries: dict[str, tuple[str, dict[str, Any], dict[str, np.ndarray]]] = {}
+        self.entries: dict[str, tuple[str, dict[str, Any], dict[str, np.ndarray] | None]] = {}
+        self._npz: Any = None
+        self._members: dict[str, list[str]] = {}
+        self._where = ""
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -63,45 +70,59 @@ class Expectations:
         self.entries[program_digest(program)] = (program.title, header, arrays)
 
     def get(self, program: Program) -> RunResult | None:
-        entry = self.entries.get(program_digest(program))
-        if entry is None:
+        digest = program_digest(program)
+        if digest not in self.entries:
             return None
-        _, header, arrays = entry
-        return run_result_from_wire(header, arrays)
+        _, header, arrays = self.arrays_of(digest)
+        try:
+            return run_result_from_wire(header, arrays)
+        except MalformedEvidence as exc:
+            raise ExpectationsError(f"{self._where}: entry {digest[:12]} is malformed: {exc}") from None
+
+    def arrays_of(self, digest: str) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
+        """An entry with its arrays read (from the ``.npz``, ``allow_pickle=False``, on first use)."""
+        title, header, arrays = self.entries[digest]
+        if arrays is None:
+            try:
+                arrays = {k.split("/", 1)[1]: self._npz[k] for k in self._members.get(digest, [])}
+            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                raise ExpectationsError(f"{self._where}: entry {digest[:12]}: {exc}") from None
+            self.entries[digest] = (title, header, arrays)
+        return title, header, arrays
 
     # ---- files ----
 
     def save(self, folder: Path, name: str) -> tuple[Path, Path]:
         """Write ``name.json`` and ``name.npz``, byte for byte the same for the same contents."""
         folder.mkdir(parents=True, exist_ok=True)
+        entries = {d: self.arrays_of(d) for d in sorted(self.entries)}
         index = {"format": FORMAT, **self.meta,
-                 "programs": {d: {"title": t, "result": h} for d, (t, h, _) in sorted(self.entries.items())}}
+                 "programs": {d: {"title": t, "result": h} for d, (t, h, _) in entries.items()}}
         json_path, npz_path = folder / f"{name}.json", folder / f"{name}.npz"
         _atomic_write(json_path, (json.dumps(index, indent=1, sort_keys=True) + "\n").encode("utf-8"))
-        _atomic_write(npz_path, _npz_bytes({f"{d}/{k}": a for d, (_, _, arrays) in self.entries.items()
+        _atomic_write(npz_path, _npz_bytes({f"{d}/{k}": a for d, (_, _, arrays) in entries.items()
                                             for k, a in arrays.items()}))
         return json_path, npz_path
 
     @classmethod
     def load(cls, folder: Path, name: str) -> Expectations:
+        """Read the index now and the arrays when asked (``get``); never unpickles anything."""
         json_path, npz_path = folder / f"{name}.json", folder / f"{name}.npz"
         try:
             index = json.loads(json_path.read_text(encoding="utf-8"))
-            with np.load(npz_path, allow_pickle=False) as npz:
-                flat = {k: npz[k] for k in npz.files}
+            npz = np.load(npz_path, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ExpectationsError(f"cannot read expectations {json_path} / {npz_path}: {exc}") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("programs"), dict):
             raise ExpectationsError(f"{json_path} is not an expectations file of format {FORMAT}")
         store = cls({k: v for k, v in index.items() if k not in ("format", "programs")})
+        store._npz, store._where = npz, str(json_path)
+        for member in npz.files:
+            store._members.setdefault(member.split("/", 1)[0], []).append(member)
         for digest, entry in index["programs"].items():
-            arrays = {k.split("/", 1)[1]: v for k, v in flat.items() if k.startswith(f"{digest}/")}
-            try:
-                header = entry["result"]
-                run_result_from_wire(header, arrays)  # validated now, so a bad file fails here, not mid-test
-            except (KeyError, TypeError, MalformedEvidence) as exc:
-                raise ExpectationsError(f"{json_path}: entry {digest[:12]} is malformed: {exc}") from None
-            store.entries[digest] = (str(entry.get("title", "")), header, arrays)
+            if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
+                raise ExpectationsError(f"{json_path}: entry {str(digest)[:12]} is malformed")
+            store.entries[str(digest)] = (str(entry.get("title", "")), entry["result"], None)
         return store
 
 
