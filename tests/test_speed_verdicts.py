@@ -22,6 +22,9 @@ from grader.grading.runner import GradeRequest, grade
 from tests.buggy import CATALOG, HERE as BUGGY, materialize
 
 TABLE = BUGGY / "speed_verdicts.yaml"
+# Verdicts that sit near a limit on this machine kind and may go either way; ignored when comparing
+# (each such variant still fails another speed test every time: the table lists that one too).
+BORDERLINE = {"topo_sort_list_membership": {"hidden/test_speed.py::test_backward_through_a_long_chain_with_a_shared_leaf"}}
 SLOW_BUGS = ("matmul_python_loops", "recursive_topo_sort", "topo_sort_list_membership", "backward_per_path_recursion")
 
 
@@ -39,7 +42,7 @@ def test_the_table_covers_every_variant_and_the_slow_bugs_fail() -> None:
     verdicts = table()
     assert sorted(verdicts) == sorted(e["name"] for e in CATALOG)
     for name in SLOW_BUGS:
-        assert verdicts[name], f"{name} must fail a speed test"
+        assert set(verdicts[name]) - BORDERLINE.get(name, set()), f"{name} must fail a speed test every time"
     speed_variants = [e["name"] for e in CATALOG if e["part"] == "speed"]
     assert all(verdicts[n] for n in speed_variants)
 
@@ -47,7 +50,9 @@ def test_the_table_covers_every_variant_and_the_slow_bugs_fail() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [e["name"] for e in CATALOG])
 def test_speed_verdicts_are_unchanged(name: str, tmp_path: Path) -> None:
-    assert speed_failures(name, tmp_path) == table()[name]
+    loose = BORDERLINE.get(name, set())
+    got, want = set(speed_failures(name, tmp_path)) - loose, set(table()[name]) - loose
+    assert got == want and (want or not table()[name])
 
 
 def main() -> None:

@@ -108,9 +108,10 @@ def test_backward_time_grows_linearly_with_the_chain(lab, reference_lab, torch_r
     a lucky fast short measurement does not make an honest submission look superlinear.
     """
     rounds = assignment.config.speed.rounds
-    # the short chain's runs are cheap and its ratio is the noisier one: three times the rounds
-    short = timed(lab, reference_lab, torch_ref, record_property, chain_program(seed + 2303, 1_000), 3 * rounds,
-                  CHAIN_LIMIT_S)
+    # the short chain must be within chain_factor too; its rounds stop once that is clear (a close
+    # long ratio then gets more rounds: a fail near the limit always does)
+    short = timed(lab, reference_lab, torch_ref, record_property, chain_program(seed + 2303, 1_000), rounds,
+                  CHAIN_LIMIT_S, assignment.config.speed.chain_factor)
     # the long chain's rounds stop once its ratio is clearly on one side of what the short one allows
     allowed = GROWTH_SLACK * max(short.ratio, 1.0) if short.ratio is not None else None
     long = timed(lab, reference_lab, torch_ref, record_property, chain_program(seed + 2304, 10_000), rounds,
