@@ -44,6 +44,7 @@ TORCH_PROBE = ("import atexit, runpy, sys\n"
                "atexit.register(lambda: print('TORCH-IMPORTED', 'torch' in sys.modules, file=sys.stderr))\n"
                "sys.argv = ['grader'] + sys.argv[1:]\n"
                "runpy.run_module('grader', run_name='__main__')\n")
+PSS = [0.0]  # the largest proportional set size seen (shared pages split between processes)
 RATIO = re.compile(r"judged: ([0-9.]+)x|ratio ([0-9.]+)x(?!; backward)")
 
 
@@ -55,14 +56,15 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str, int]:
     """(wall seconds, peak RSS MiB of the process tree, stderr, exit status)."""
     start = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = [0]
+    peak = [0, 0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
             try:
-                tree = [proc, *proc.children(recursive=True)]
-                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree if p.is_running()))
+                tree = [p for p in [proc, *proc.children(recursive=True)] if p.is_running()]
+                peak[0] = max(peak[0], sum(p.memory_info().rss for p in tree))
+                peak[1] = max(peak[1], sum(p.memory_full_info().pss for p in tree))
             except psutil.Error:
                 pass
             time.sleep(0.01)
@@ -73,6 +75,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str, int]:
     wall = time.perf_counter() - start
     done.set()
     sampler.join()
+    PSS[0] = max(PSS[0], peak[1] / 2**20)
     return wall, peak[0] / 2**20, err, proc.returncode
 
 
@@ -97,9 +100,12 @@ def breakdown(runs: int) -> None:
     line("import grader.cli", f"{timed([py, '-c', 'import grader.cli'], runs):.2f} s", "-")
     line("import the check path (runner, plugin, executors)",
          f"{timed([py, '-c', 'import grader.commands.check, grader.grading.pytest_plugin'], runs):.2f} s", "-")
-    collect = [py, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-               "assignments/autograd-lab/tests/public"]
-    line("pytest collection of the public suites (own process)", f"{timed(collect, runs):.2f} s", "-")
+    collect = [py, "-c", "import os, sys, pytest; os.environ['PYTEST_DISABLE_PLUGIN_AUTOLOAD'] = '1'; "
+               "sys.exit(pytest.main(['-p', 'grader.grading.pytest_plugin', '--collect-only', '-q', "
+               "'-p', 'no:cacheprovider', 'assignments/autograd-lab/tests']))"]
+    base = timed([py, "-c", "import pytest, grader.grading.pytest_plugin"], runs)
+    line("pytest collection of the suites, as grading runs it (minus imports)",
+         f"{max(0.0, timed(collect, runs) - base):.2f} s", "-")
     code = ("import time; from pathlib import Path; from grader.assignment import find_assignment; "
             "from grader.grading.executors import start_executor; a = find_assignment('autograd-lab'); "
             "t = time.perf_counter(); e = start_executor('local', Path('reference'), a, 'lab'); "
@@ -117,6 +123,7 @@ def check_figure(runs: int) -> None:
     torch = any("TORCH-IMPORTED True" in r[2] for r in results)
     line("wall (median)", f"{wall:.2f} s", "<= 3 s", wall <= 3)
     line("peak RSS of the process tree (max)", f"{peak:.0f} MiB", "<= 150 MiB", peak <= 150)
+    line("  the same as PSS (shared libraries counted once)", f"{PSS[0]:.0f} MiB", "-")
     line("torch imported", str(torch), "False", not torch)
     line("exit status", ", ".join(str(r[3]) for r in results), "0", all(r[3] == 0 for r in results))
 

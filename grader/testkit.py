@@ -69,8 +69,8 @@ class SpeedMeasurement:
 
     def summary(self) -> str:
         if self.ratio is None:
-            return ("no reference here (a student bundle): judged only by the time limit of one run; "
-                    "the graded run compares with the staff solution")
+            return ("judged only by the time limit of one run (`grader check` and the student bundle run no "
+                    "reference); the graded run also compares your time with the staff solution's")
         lab, ref = statistics.median(self.lab_seconds), statistics.median(self.reference_seconds)
         text = (f"median of {self.rounds} interleaved rounds of {self.repeats} run(s): "
                 f"yours {lab * 1e3:.2f} ms, reference {ref * 1e3:.2f} ms per run, ratio {self.whole_ratio:.2f}x")

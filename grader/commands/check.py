@@ -31,7 +31,10 @@ def command(path: Path, assignment: str, parts: tuple[str, ...], seed: int | Non
                           f"with the assignment for its own seed, {asg.config.seed}, only)", hint=TORCH_HINT)
     console = Console()
     with console.status("running the public tests..."):
-        result = grade(GradeRequest(asg, path, backend="local", seed=seed, visible_only=True, parts=parts))
+        # speed as a student's bundle judges it: each timed Program within its time limit, no reference
+        # sandbox (one worker, not two); the graded run compares with the staff solution
+        result = grade(GradeRequest(asg, path, backend="local", seed=seed, visible_only=True, parts=parts,
+                                    speed_reference=False))
     report = result.report
     print_report(report, console, hidden_not_run=result.hidden_not_run)
     ok = report.status == "graded" and all(t.status == "passed" for t in report.tests)

@@ -76,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the run's outcomes as JSON to PATH")
     group.addoption("--visible-only", dest="grader_visible_only", action="store_true",
                     help="run only visible tests; count the hidden ones (what `grader check` does)")
+    group.addoption("--no-speed-reference", dest="grader_no_speed_reference", action="store_true",
+                    help="no reference sandbox: speed tests are judged by their time limits, as in a student "
+                         "bundle (what `grader check` does)")
     group.addoption("--record-expectations", dest="grader_record", metavar="PATH",
                     help="ask live torch for every Program and write its answers to PATH.json + PATH.npz "
                          "(what `grader expectations build` does)")
@@ -334,10 +337,13 @@ def lab(request: pytest.FixtureRequest) -> Executor:
 def reference_lab(request: pytest.FixtureRequest) -> Executor | None:
     """The staff solution, in a sandbox of the same kind: the yardstick of speed tests.
 
-    None where the reference is not shipped (a student bundle): speed is then judged by time limits.
+    None where the reference is not shipped (a student bundle) or not wanted (``--no-speed-reference``,
+    `grader check`): speed is then judged by time limits.
     """
     session = _session(request)
-    return None if session.assignment.reference_dir is None else session.executor("reference")
+    if session.assignment.reference_dir is None or request.config.getoption("grader_no_speed_reference"):
+        return None
+    return session.executor("reference")
 
 
 @pytest.fixture(scope="session")

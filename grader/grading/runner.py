@@ -40,6 +40,7 @@ class GradeRequest:
     parts: tuple[str, ...] = ()
     student: str | None = None
     image: str | None = None          # docker: the sandbox image tag to grade in
+    speed_reference: bool = True      # False: speed tests judged by their time limits alone (as in a bundle)
 
     @property
     def effective_seed(self) -> int:
@@ -68,6 +69,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "-q", "--no-header", "-o", "console_output_style=classic"]
     if req.visible_only:
         args.append("--visible-only")
+    if not req.speed_reference:
+        args.append("--no-speed-reference")
     for part in req.parts:
         args += ["--part", part]
     return args
