@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,7 @@ TORCH_PROBE = ("import atexit, runpy, sys\n"
                "atexit.register(lambda: print('TORCH-IMPORTED', 'torch' in sys.modules, file=sys.stderr))\n"
                "sys.argv = ['grader'] + sys.argv[1:]\n"
                "runpy.run_module('grader', run_name='__main__')\n")
+CPU: list[float] = []
 PSS = [0.0]  # the largest proportional set size seen (shared pages split between processes)
 RATIO = re.compile(r"judged: ([0-9.]+)x|ratio ([0-9.]+)x(?!; backward)")
 
@@ -52,8 +54,14 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_measured(cmd: list[str]) -> tuple[float, float, str, int]:
-    """(wall seconds, peak RSS MiB of the process tree, stderr, exit status)."""
+    """(wall seconds, peak RSS MiB of the process tree, stderr, exit status); CPU seconds go to CPU."""
+    cpu = children_cpu()
     start = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = [0, 0]
@@ -76,6 +84,7 @@ def run_measured(cmd: list[str]) -> tuple[float, float, str, int]:
     done.set()
     sampler.join()
     PSS[0] = max(PSS[0], peak[1] / 2**20)
+    CPU.append(children_cpu() - cpu)  # the whole tree's CPU: what the wall time is on an idle machine
     return wall, peak[0] / 2**20, err, proc.returncode
 
 
@@ -112,16 +121,18 @@ def breakdown(runs: int) -> None:
             "print(time.perf_counter() - t); e.close()")
     starts = [float(subprocess.run([py, "-c", code], cwd=ROOT, env=env(), capture_output=True, text=True,
                                    check=True).stdout.split()[-1]) for _ in range(runs)]
-    line("local sandbox start (to the worker's hello; two per check)", f"{statistics.median(starts):.2f} s", "-")
+    line("local sandbox start (to the worker's hello; 1 per check, 2 per grade)", f"{statistics.median(starts):.2f} s", "-")
 
 
 def check_figure(runs: int) -> None:
     print("grader check reference/ (full public suite, local sandbox):")
+    CPU.clear()
     results = [run_measured([sys.executable, "-c", TORCH_PROBE, "check", "reference/"]) for _ in range(runs)]
     wall = statistics.median(r[0] for r in results)
     peak = max(r[1] for r in results)
     torch = any("TORCH-IMPORTED True" in r[2] for r in results)
     line("wall (median)", f"{wall:.2f} s", "<= 3 s", wall <= 3)
+    line("  CPU seconds of the process tree (median; ~ wall when idle)", f"{statistics.median(CPU):.2f} s", "-")
     line("peak RSS of the process tree (max)", f"{peak:.0f} MiB", "<= 150 MiB", peak <= 150)
     line("  the same as PSS (shared libraries counted once)", f"{PSS[0]:.0f} MiB", "-")
     line("torch imported", str(torch), "False", not torch)
@@ -138,6 +149,8 @@ def grade_figure(runs: int) -> None:
         score = json.loads(Path(f"{tmp}/r.json").read_text())
     wall = statistics.median(r[0] for r in results)
     line("wall (median)", f"{wall:.2f} s", "<= 5 s", wall <= 5)
+    line("  CPU seconds of the grader (median; the containers' CPU is the engine's)",
+         f"{statistics.median(CPU[-runs:]):.2f} s", "-")
     line("score", f"{score['score']:g}/{score['max_score']:g}", "full marks", score["score"] == score["max_score"])
 
 
