@@ -51,11 +51,17 @@ class FeatureRecorder:
         return self._executor.run(program)
 
     def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
-        if self._note(program):
-            steps, arrays = program.steps, program.arrays
-            self._sink.features |= speed_features(steps, arrays)
-            self._sink.timed_lengths.append(op_count(steps, arrays))
+        self._note_timed(program)
         return self._executor.time(program, repeats, timeout)
+
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        self._note_timed(program)
+        return self._executor.time_split(program, split, timeout)  # type: ignore[attr-defined]
+
+    def _note_timed(self, program: Program) -> None:
+        if self._note(program):
+            self._sink.features |= speed_features(program.steps, program.arrays)
+            self._sink.timed_lengths.append(op_count(program.steps, program.arrays))
 
     def _note(self, program: Program) -> bool:
         """Add the Program's features; False if its steps were noted already."""

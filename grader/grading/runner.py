@@ -40,6 +40,7 @@ class GradeRequest:
     parts: tuple[str, ...] = ()
     student: str | None = None
     image: str | None = None          # docker: the sandbox image tag to grade in
+    speed_reference: bool = True      # False: speed tests judged by their time limits alone (as in a bundle)
     deadline: float | None = None     # Unix time at which the time budget ends (grade() sets it at its start)
     features_out: Path | None = None  # write the features of each test's Programs here (the fairness check)
 
@@ -65,6 +66,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "--assignment", str(req.assignment.root), "--seed", str(req.effective_seed),
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
+             # no:unraisableexception: its five gc.collect() passes at the end cost a check seconds
+             "-p", "no:unraisableexception",
              "-q", "--no-header", "-o", "console_output_style=classic"]
     if req.features_out is not None:
         args += ["--grader-features", str(req.features_out)]
@@ -72,6 +75,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
         args += ["--grader-deadline", repr(req.deadline)]
     if req.visible_only:
         args.append("--visible-only")
+    if not req.speed_reference:
+        args.append("--no-speed-reference")
     for part in req.parts:
         args += ["--part", part]
     return args
