@@ -24,6 +24,7 @@ from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
 from grader.grading.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
                               TorchExecutor)
+from grader.grading.diagnosis_hook import DIAGNOSIS, diagnosed
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 
@@ -53,6 +54,7 @@ class TestOutcome:
     visibility: str
     output: str
     duration: float
+    diagnosis: dict[str, Any] | None = None   # where the failure comes from (grader.programs.diagnose)
 
 
 @dataclass
@@ -240,6 +242,9 @@ class GradingSession:
             return
         if report.failed:
             status, text = _failure_text(call.excinfo, report.longrepr)
+            attached = getattr(call.excinfo.value, "diagnosis", None) if call.excinfo else None
+            if isinstance(attached, dict) and DIAGNOSIS not in item.stash:
+                item.stash[DIAGNOSIS] = attached
             report.longrepr = text  # the student's message, not the harness's traceback
             item.stash[_STATUS] = (status, text)
         elif report.skipped and _STATUS not in item.stash:
@@ -251,7 +256,8 @@ class GradingSession:
             duration = item.stash.get(_DURATION, 0.0) + report.duration
             self.outcomes.tests.append(TestOutcome(
                 facts.name, item.nodeid, facts.part, facts.points, facts.points if status == "passed" else 0.0,
-                status, facts.visibility, text, duration))
+                status, facts.visibility, text, duration,
+                item.stash.get(DIAGNOSIS, None) if status != "passed" else None))
         else:
             item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
 
@@ -324,10 +330,15 @@ def torch_ref() -> Executor:
 
 
 @pytest.fixture
-def matches_torch(lab: Executor, torch_ref: Executor) -> Callable[[Program], None]:
-    """``matches_torch(program)``: run on torch and on the submission; fail with an explanation."""
+def matches_torch(lab: Executor, torch_ref: Executor, request: pytest.FixtureRequest) -> Callable[[Program], None]:
+    """``matches_torch(program)``: run on torch and on the submission; fail with an explanation,
+    led by a diagnosis (the op or the mechanism at fault, the smallest program that shows it)."""
 
     def check(program: Program) -> None:
-        assert_same(program, torch_ref.run(program), lab.run(program))
+        expected, got = torch_ref.run(program), lab.run(program)
+        try:
+            assert_same(program, expected, got)
+        except Mismatch as exc:
+            raise diagnosed(exc, program, expected, got, lab, request.node) from None
 
     return check

@@ -27,7 +27,7 @@ import grader
 from grader.assignment import Assignment
 from grader.errors import GraderError, SubmissionError
 from grader.report import (Assignment as ReportAssignment, Environment, Report, SubmissionErrorInfo,
-                           SubmissionFile, SubmissionInfo, TestResult, Timings)
+                           SubmissionFile, SubmissionInfo, TestDiagnosis, TestResult, Timings)
 from grader.grading.submission import Submission, load_submission
 
 
@@ -135,7 +135,15 @@ def _kind_of(path: Path) -> str:
 def _tests(outcomes: dict) -> list[TestResult]:
     return [TestResult(name=t["name"], nodeid=t["nodeid"], part=t["part"], score=t["score"],
                        max_score=t["max_score"], status=t["status"], visibility=t["visibility"],
-                       output=t["output"], duration=max(0.0, t["duration"])) for t in outcomes["tests"]]
+                       output=t["output"], duration=max(0.0, t["duration"]),
+                       diagnosis=_diagnosis(t.get("diagnosis"))) for t in outcomes["tests"]]
+
+
+def _diagnosis(found: dict | None) -> TestDiagnosis | None:
+    """The plugin's diagnosis of a failed test, as the report keeps it (grouped by Report.build)."""
+    if not found:
+        return None
+    return TestDiagnosis(**{k: v for k, v in found.items() if k in TestDiagnosis.model_fields})
 
 
 def _import_error(outcomes: dict) -> SubmissionErrorInfo | None:

@@ -65,6 +65,8 @@ class Verdict:
     expected: np.ndarray | None = None
     got: np.ndarray | None = None
     failed_index: int | None = None   # which operand (0, 1) is wrong
+    modifies_input: bool = False      # the op wrote into an operand's data
+    read_only: bool = False           # the operand's grad is a read-only array
 
 
 # ---- tracing the Program on torch: each op's inputs, and every tensor's grad after the first backward ----
@@ -183,20 +185,28 @@ def build_checks(calls: Sequence[OpCall], title: str = "local checks") -> CheckP
             out = p._unary(call.fn, handles[0])
         g = call.upstream
         if not any(o.kind == "tensor" and o.requires_grad for o in call.operands):
-            p.snapshot(f"check{k}", [h for h, n in zip(handles, leaf_names) if n is not None][:1] + [out])
+            p.snapshot(f"check{k}", [*_unique_leaves(handles, leaf_names), out])
             cp.spans.append(range(start, len(p.flat_steps())))
             cp.leaves.append(leaf_names)
             cp.outs.append(out.name)
             continue
-        # the harness uses no Python number (a bug in number handling must not look like this op's)
-        loss = out * p.array(g) if g.ndim == 0 else (out * p.array(g)).sum()
+        # the harness multiplies by a constant Tensor (no number, no ndarray): a bug in how an op wraps
+        # numbers or arrays must not look like this op's
+        weight = p.tensor(f"k{k}_g", np.asarray(g, dtype=np.float64).tolist())
+        loss = out * weight if g.ndim == 0 else (out * weight).sum()
         p.backward(loss)
-        snap = [h for h, n in zip(handles, leaf_names) if n is not None][: 2 - int(call.shared)]
-        p.snapshot(f"check{k}", [*snap, out])
+        p.snapshot(f"check{k}", [*_unique_leaves(handles, leaf_names), out])
+        for j, (h, n) in enumerate(zip(handles, leaf_names)):
+            if n is not None and call.operands[j].requires_grad and not (call.shared and j == 1):
+                p.fact(f"check{k}_writable{j}", "grad_writable", h)
         cp.spans.append(range(start, len(p.flat_steps())))
         cp.leaves.append(leaf_names)
         cp.outs.append(out.name)
     return cp
+
+
+def _unique_leaves(handles: list[Any], names: list[str | None]) -> list[Any]:
+    return list({n: h for h, n in zip(handles, names) if n is not None}.values())
 
 
 def run_checks(calls: Sequence[OpCall], runner: Runner) -> list[Verdict]:
@@ -217,9 +227,19 @@ def run_checks(calls: Sequence[OpCall], runner: Runner) -> list[Verdict]:
                 break
             if failed_at == j:
                 err = got.error or {}
-                verdicts[k] = Verdict(False, "raises", f"{err.get('type')}: {err.get('message')}")
+                flat = cp.program.flat_steps()
+                where = flat[step]["op"] if 0 <= step < len(flat) else ""
+                text = f"{err.get('type')}: {err.get('message')}"
+                if where == "backward":
+                    verdicts[k] = Verdict(False, "backward-raises", text)
+                elif where in ("binary", "unary") and flat[step].get("out") == cp.outs[j]:
+                    verdicts[k] = Verdict(False, "raises", text)
+                else:  # the harness around the op raised: this check says nothing about the op
+                    verdicts[k] = Verdict(True, inconclusive=True, detail=text)
             else:
-                verdicts[k] = judge(calls[k], got.snapshots.get(f"check{j}", {}), cp.leaves[j], cp.outs[j])
+                verdicts[k] = judge(calls[k], got.snapshots.get(f"check{j}", {}), cp.leaves[j], cp.outs[j],
+                                    {int(key.rsplit("writable", 1)[1]): v for key, v in got.facts.items()
+                                     if key.startswith(f"check{j}_writable")})
         pending = [k for k in pending if k not in verdicts]
     for k in pending:
         verdicts[k] = Verdict(True, inconclusive=True)
@@ -254,7 +274,8 @@ def local_vjp(call: OpCall, upstream: np.ndarray) -> tuple[np.ndarray, list[np.n
     return out.detach().numpy().copy(), per_operand
 
 
-def judge(call: OpCall, states: dict[str, TensorState], leaves: list[str | None], out_name: str) -> Verdict:
+def judge(call: OpCall, states: dict[str, TensorState], leaves: list[str | None], out_name: str,
+          writable: dict[int, Any] | None = None) -> Verdict:
     out_state = states.get(out_name)
     if out_state is None:
         return Verdict(True, inconclusive=True)
@@ -263,6 +284,13 @@ def judge(call: OpCall, states: dict[str, TensorState], leaves: list[str | None]
     if received is not None and received.shape == upstream.shape and np.isfinite(received).all():
         upstream = received  # what the submission's out actually got from the harness
     exp_out, exp_grads = local_vjp(call, upstream)
+    for j, (opnd, name) in enumerate(zip(call.operands, leaves)):
+        st = states.get(name) if name is not None else None
+        before = np.asarray(opnd.value, dtype=np.float64)
+        if st is not None and st.data is not None and (st.data.shape != before.shape or
+                                                       not np.array_equal(st.data, before)):
+            return Verdict(False, "forward", f"it writes into its {_side(call, j)} operand's data",
+                           expected=before, got=st.data, failed_index=j, modifies_input=True)
     got_out = out_state.data
     if got_out is None or got_out.shape != exp_out.shape or not np.allclose(got_out, exp_out, RTOL, ATOL):
         return Verdict(False, "forward", _detail("the result", exp_out, got_out), expected=exp_out, got=got_out)
@@ -277,6 +305,10 @@ def judge(call: OpCall, states: dict[str, TensorState], leaves: list[str | None]
             what = "the gradient" if call.shared else f"the {side} operand's gradient"
             problem = (st.grad_problem if st is not None and st.grad_problem else None)
             return Verdict(False, side, problem or _detail(what, exp, got), expected=exp, got=got, failed_index=j)
+    for j, ok in (writable or {}).items():
+        if ok is not True:
+            return Verdict(False, _side(call, j), "the gradient it stores is a read-only array (a broadcast view?)",
+                           failed_index=j, read_only=True)
     return Verdict(True)
 
 
@@ -310,11 +342,13 @@ def describe_case(call: OpCall, operand: str | None) -> str | None:
         elif opnd.kind == "array":
             words.append(f"an ndarray on the {side}")
     target = {"left": 0, "right": 1, "input": 0}.get(operand or "")
-    if target is not None and target < len(call.operands):
-        opnd = call.operands[target]
+    for j in [target] if target is not None else range(len(call.operands)):
+        if j >= len(call.operands):
+            continue
+        opnd = call.operands[j]
         shape = tuple(np.shape(opnd.value))
         if opnd.kind == "tensor" and call.fn in ("add", "mul") and shape != out_shape:
-            words.insert(0, f"a broadcast {shape} operand ({'left' if target == 0 else 'right'}) "
+            words.insert(0, f"a broadcast {shape} operand ({'left' if j == 0 else 'right'}) "
                             f"against {out_shape}")
     if call.fn == "relu" and np.any(np.asarray(call.operands[0].value) == 0):
         words.append("inputs are exactly 0")

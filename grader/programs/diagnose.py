@@ -15,7 +15,7 @@ from typing import Any
 from grader.programs.blame import OpCall, Runner, Trace, Verdict, describe_case, run_checks, trace
 from grader.programs.compare import Difference, find_differences
 from grader.programs.diagnosis import Diagnosis, pitfall_for_case
-from grader.programs.graph_probes import probe
+from grader.programs.graph_probes import needs_of, probe, requires_grad_broken, zero_grad_broken
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.programs.shrink import render_check, shrink
@@ -31,6 +31,24 @@ def diagnose(program: Program, expected: RunResult, got: RunResult, runner: Runn
     return Diagnoser(program, runner).first(diffs[0], got)
 
 
+def speed_diagnosis(program: Program, failure: str, too_slow: bool) -> Diagnosis | None:
+    """Why a timed Program is too slow (or hit the recursion limit), read off its shape: big matmuls,
+    diamonds. A wrong answer of a timed run is not diagnosed here (the other suites do)."""
+    headline = failure.strip().splitlines()[0] if failure.strip() else ""
+    if headline.startswith("RecursionError"):
+        return Diagnosis("graph", "topological-sort-recursion", detail=headline[:200], pitfall=4)
+    if not too_slow:
+        return None
+    flat = program.flat_steps()
+    big_matmul = any(s["op"] == "binary" and s["fn"] == "matmul" for s in flat) and max(
+        (a.size for a in program.arrays.values()), default=0) >= 64 * 64
+    if big_matmul:
+        return Diagnosis("op", "matmul", "slow", "large matrices", headline[:200])
+    if "reuse" in needs_of(program):
+        return Diagnosis("graph", "path-enumeration", detail=headline[:200], pitfall=5)
+    return None
+
+
 class Diagnoser:
     """One failing Program: its steps, torch's trace of it (made on first use), the submission's runner."""
 
@@ -38,6 +56,7 @@ class Diagnoser:
         self.p, self.runner = program, runner
         self.flat = program.flat_steps()
         self._trace: Trace | None = None
+        self.when = 0   # position of the observation that showed the difference
 
     @property
     def trace(self) -> Trace:
@@ -47,9 +66,13 @@ class Diagnoser:
 
     def first(self, diff: Difference, got: RunResult) -> Diagnosis | None:
         kind, subject = diff.subject
+        self.when = diff.when
         if kind == "error":
             return self._error(int(subject) if subject.isdigit() else -1, got)
         if kind in ("grad", "grad_dtype", "grad_missing"):
+            cleared = self._zero_grad_between_passes()
+            if cleared:
+                return cleared
             if kind == "grad_missing":
                 api = self._after_last_backward(subject)
                 if api:
@@ -103,7 +126,7 @@ class Diagnoser:
         mechanism, script = probe(self.p, self.runner)
         if forced and mechanism == "propagation":
             mechanism = forced
-        pitfalls = {"accumulation": 2, "topological-order": 5, "second-backward": 3,
+        pitfalls = {"accumulation": 2, "topological-order": 5, "shared-grad-arrays": 7, "second-backward": 3,
                     "accumulate-across-backward": 2, "propagation": None}
         return Diagnosis("graph", mechanism, detail="every op's backward is right on its own; " + headline,
                          pitfall=pitfalls.get(mechanism), reproducer=script)
@@ -111,6 +134,9 @@ class Diagnoser:
     def _op(self, call: OpCall, verdict: Verdict) -> Diagnosis:
         small, small_verdict = shrink(call, verdict, self.runner)
         case = describe_case(call, verdict.operand)
+        if verdict.read_only or verdict.modifies_input:
+            what = "the gradient it stores is a read-only array" if verdict.read_only else "it writes into its input's data"
+            case = f"{what}, {case}" if case else what
         d = Diagnosis("op", call.fn, verdict.operand, case, verdict.detail, pitfall_for_case(call.fn, case))
         script = render_check(small, small_verdict, f"{d.summary}: the smallest program that shows it")
         return Diagnosis(d.kind, d.site, d.operand, d.case, d.detail, d.pitfall, script)
@@ -124,41 +150,57 @@ class Diagnoser:
         err = got.error or {}
         text = f"{err.get('type')}: {err.get('message')}"
         if op in ("binary", "unary"):
-            return self._op_at(step, text) or Diagnosis("op", self.flat[step]["fn"], "raises", detail=text)
+            return self._op_at(step, text) or Diagnosis("op", self.flat[step]["fn"], "raises", detail=text,
+                                                         case=self._case_at(step))
         if op == "backward":
             if err.get("type") == "RecursionError":
                 return Diagnosis("graph", "topological-sort-recursion", detail=text, pitfall=4)
+            broken, script = requires_grad_broken(self.runner)
+            if broken:  # the tensor backward() was called on does not require grad, though torch's does
+                return Diagnosis("graph", "requires-grad", detail=text, reproducer=script)
             return self.blame(f"backward() raised {text}")
         site = {"sgd": "sgd", "sgd_step": "sgd", "sgd_zero_grad": "sgd", "no_grad": "no_grad",
                 "tensor": "tensor", "zero_grad": "zero_grad"}.get(op)
         return Diagnosis("api", site, detail=text, pitfall=_API_PITFALL.get(site)) if site else None
 
+    def _first_failing(self, indices: list[int], only_in_place: bool = False) -> Diagnosis | None:
+        """Check the ops at ``indices`` on their own; the first (in the order given) that fails."""
+        calls = [self.trace.calls[i] for i in indices if i in self.trace.calls][:MAX_CHECKS]
+        for call, verdict in zip(calls, run_checks(calls, self.runner)):
+            if not verdict.ok and not verdict.inconclusive and (verdict.modifies_input or not only_in_place):
+                return self._op(call, verdict)
+        return None
+
     def _op_at(self, step: int, headline: str) -> Diagnosis | None:
-        call = self.trace.calls.get(step)
-        if call is None:
-            return None
-        verdict = run_checks([call], self.runner)[0]
-        if verdict.ok or verdict.inconclusive:
-            return None
-        return self._op(call, verdict)
+        """A forward value or an exception at ``step``: the first op up to there that is wrong alone
+        (a wrong value early on can make a later op raise)."""
+        earlier = sorted(i for i in self.trace.calls if i <= step)[-MAX_CHECKS:]
+        return self._first_failing(earlier)
 
     def _data(self, name: str, kind: str, headline: str) -> Diagnosis | None:
         producer = self._producer(name)
-        if producer == "tensor":
-            if kind == "data_dtype":
-                return Diagnosis("api", "tensor", detail=headline, pitfall=8)
-            if self._any_before(name, ("sgd_step",)):
-                return Diagnosis("api", "sgd", detail=headline, pitfall=11)
-            user = next((s for s in self.p.consumers(name)), None)
-            if user is not None:
-                return Diagnosis("op", user["fn"], "forward", f"it writes into its input's data ({name})",
-                                 headline, pitfall=8)
-            return Diagnosis("api", "tensor", detail=headline, pitfall=8)
         index = next((i for i, s in enumerate(self.flat) if s.get("out") == name), -1)
-        if self._in_no_grad(index):
+        if producer == "tensor" and kind == "data_dtype":
+            return Diagnosis("api", "tensor", detail=headline, pitfall=8)
+        if producer == "tensor" and any(s["op"] == "sgd_step" for s in self.flat):
+            return Diagnosis("api", "sgd", detail=headline, pitfall=11)
+        if producer != "tensor" and self._in_no_grad(index):
             return Diagnosis("api", "no_grad", detail=headline, pitfall=13)
-        return self._op_at(index, headline) or (
-            Diagnosis("op", self.flat[index]["fn"], "forward", detail=headline) if index >= 0 else None)
+        if producer != "tensor":
+            found = self._first_failing([index])
+            if found is not None:
+                return found
+        users = [i for i, s in enumerate(self.flat) if s["op"] in ("binary", "unary") and s in self.p.consumers(name)]
+        found = self._first_failing(users, only_in_place=True)  # did a later op write into its data?
+        if found is not None:
+            return found
+        if producer == "tensor":
+            return Diagnosis("api", "tensor", detail=headline, pitfall=8)
+        return Diagnosis("op", self.flat[index]["fn"], "forward", detail=headline) if index >= 0 else None
+
+    def _case_at(self, step: int) -> str | None:
+        call = self.trace.calls.get(step)
+        return describe_case(call, "raises") if call is not None else None
 
     def _readonly_grad(self, name: str, headline: str) -> Diagnosis:
         users = self.p.consumers(name)
@@ -177,10 +219,24 @@ class Diagnoser:
             return Diagnosis("api", "no_grad", detail=headline, pitfall=13)
         return Diagnosis("graph", "requires-grad", detail=headline)
 
+    def _zero_grad_between_passes(self) -> Diagnosis | None:
+        """Grads that sum over passes because zero_grad() (the tensor's or SGD's) does not clear them."""
+        before = self.flat[:self.when]
+        backwards = [i for i, s in enumerate(before) if s["op"] == "backward"]
+        between = {s["op"] for s in before[backwards[0]:backwards[-1]]} if len(backwards) > 1 else set()
+        for op, via_sgd, site in (("sgd_zero_grad", True, "sgd"), ("zero_grad", False, "zero_grad")):
+            if op in between:
+                broken, script = zero_grad_broken(self.runner, via_sgd)
+                if broken:
+                    return Diagnosis("api", site, detail="grads are not cleared between backward passes",
+                                     pitfall=10 if via_sgd else None, reproducer=script)
+        return None
+
     def _after_last_backward(self, name: str) -> Diagnosis | None:
         """A grad that SGD or zero_grad should have left alone (or cleared) after the last backward."""
-        last = max((i for i, s in enumerate(self.flat) if s["op"] == "backward"), default=-1)
-        ops = {s["op"] for s in self.flat[last + 1:] if name in (s.get("t"), *s.get("params", ())) or "opt" in s}
+        before = self.flat[:self.when] if self.when else self.flat
+        last = max((i for i, s in enumerate(before) if s["op"] == "backward"), default=-1)
+        ops = {s["op"] for s in before[last + 1:] if name in (s.get("t"), *s.get("params", ())) or "opt" in s}
         if "sgd_zero_grad" in ops or "sgd_step" in ops:
             return Diagnosis("api", "sgd", pitfall=11)
         if "zero_grad" in ops:
@@ -190,9 +246,6 @@ class Diagnoser:
     def _producer(self, name: str) -> str | None:
         step = self.p.producer(name)
         return None if step is None else step["op"]
-
-    def _any_before(self, name: str, ops: tuple[str, ...]) -> bool:
-        return any(s["op"] in ops for s in self.flat)
 
     def _in_no_grad(self, index: int) -> bool:
         pos = 0

@@ -68,9 +68,14 @@ MECHANISMS: dict[str, tuple[str, str, int | None]] = {
     "in-place": ("an op modifies its input's data in place", "compute into a new array", 8),
 }
 
+# Where a failure's explanation prints its (full) reproducer: the terminal folds it when a diagnosis
+# brings a shrunk one, unless asked (--full-reproducer); the JSON report keeps both.
+FULL_REPRODUCER_START = "\nReproducer ("
+
 OPERAND_WORDS = {"left": "the gradient of the left operand", "right": "the gradient of the right operand",
                  "input": "the gradient of its input", "both": "the gradients of both operands",
-                 "forward": "its forward value", "raises": "it raises an exception"}
+                 "forward": "its forward value", "raises": "it raises an exception",
+                 "backward-raises": "it raises an exception", "slow": "its speed"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ class Diagnosis:
     @property
     def summary(self) -> str:
         if self.kind == "op":
-            part = "backward" if self.operand not in ("forward", "raises") else "forward"
+            part = {"forward": "forward", "raises": "forward", "slow": "forward and backward"}.get(
+                self.operand or "", "backward")
             what = OPERAND_WORDS.get(self.operand or "", "")
             return f"{self.site}'s {part} ({what})" if what else f"{self.site}'s {part}"
         return MECHANISMS.get(self.site, (self.site, "", None))[0]
@@ -112,23 +118,31 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "key": self.key, "summary": self.summary, "advice": self.advice}
 
-    def lead(self) -> str:
-        """The lines that open a failure's feedback."""
-        case = f", when {self.case}" if self.case else ""
-        lines = [f"diagnosis: {self.summary}{case}"]
-        if self.detail:
-            lines.append(f"  {self.detail}")
-        lines.append(f"  what to look at: {self.advice}")
-        if self.reproducer:
-            n = len(self.reproducer.strip().splitlines())
-            lines += ["", f"Smallest program that shows it ({n} lines); save as reproduce.py next to your "
-                      "autograd.py and run it:", "", self.reproducer.rstrip(), ""]
-        return "\n".join(lines)
+
+def lead_text(summary: str, case: str | None, detail: str, advice: str, reproducer: str | None) -> str:
+    """The lines that open a diagnosed failure's feedback: where the bug is, what to look at, the
+    shrunk reproducer."""
+    lines = [f"diagnosis: {summary}" + (f", when {case}" if case else "")]
+    if detail:
+        lines.append(f"  {detail}")
+    if advice:
+        lines.append(f"  what to look at: {advice}")
+    if reproducer:
+        n = len(reproducer.strip().splitlines())
+        lines += ["", f"Smallest program that shows it ({n} lines); save as reproduce.py next to your "
+                  "autograd.py and run it:", "", reproducer.rstrip()]
+    return "\n".join(lines)
 
 
 def _op_advice(d: Diagnosis) -> str:
     if d.operand == "raises":
         return f"run the smallest program below: {d.site} raises where torch does not"
+    if d.operand == "slow":
+        return f"vectorise {d.site}: one NumPy call on whole arrays (no Python loops over elements)"
+    if d.operand == "backward-raises":
+        text = f"{d.site}'s backward raises where torch's does not: check the shapes it returns"
+        return text + (" (sum a broadcast gradient back to the operand's shape)" if d.case and "broadcast" in d.case
+                       else "")
     if d.operand == "forward":
         return f"the value {d.site} computes differs from torch's: compare your forward with the contract"
     if d.case and "broadcast" in d.case:
@@ -149,6 +163,10 @@ def _op_advice(d: Diagnosis) -> str:
 
 def pitfall_for_case(site: str, case: str | None) -> int | None:
     """The handout's pitfall for an op-level bug in this case, if one fits."""
+    if case and "read-only" in case:
+        return 7
+    if case and "writes into its input" in case:
+        return 8
     if case and "broadcast" in case:
         return 1
     if site == "relu" and case and "exactly 0" in case:

@@ -50,6 +50,19 @@ def accumulation() -> Program:
     return p
 
 
+def shared_grad_arrays() -> Program:
+    p = Program("z = x + y: x.grad and y.grad must be two arrays, so that adding into one leaves the other")
+    A, B, _ = _consts(p)
+    x = _x(p)
+    y = p.tensor("y", [[2.0, 1.0, -1.0], [-3.0, 1.0, 2.0]], requires_grad=True)
+    z = (x + y).named("z")
+    loss = (z * A + x * B).sum().named("loss")
+    p.backward(loss)
+    p.snapshot("after backward", [x, y, z])
+    p.fact("no two tensors share a grad array", "grads_distinct", x, y, z)
+    return p
+
+
 def topological_order() -> Program:
     p = Program("h reaches z by a long path and a short one: h's backward must wait for both")
     A, B, C = _consts(p)
@@ -76,6 +89,7 @@ def two_passes() -> Program:
 
 PROBES: tuple[Probe, ...] = (
     Probe("accumulation", accumulation, "reuse"),
+    Probe("shared-grad-arrays", shared_grad_arrays, "reuse"),
     Probe("topological-order", topological_order, "reuse"),
     Probe("second-backward", two_passes, "passes"),
 )
@@ -113,6 +127,44 @@ def probe(program: Program, runner: Runner) -> tuple[str, str | None]:
                 mechanism = "accumulate-across-backward"
             return mechanism, _short(render_program(p, diffs[0].stop))
     return "propagation", None
+
+
+def requires_grad_program() -> Program:
+    p = Program("y = x * c with c a constant: y requires grad because x does")
+    x = _x(p)
+    c = p.tensor("c", [[2.0, -1.0, 3.0], [1.0, 2.0, -2.0]])
+    y = (x * c).named("y")
+    p.snapshot("after y = x * c", [y])
+    return p
+
+
+def requires_grad_broken(runner: Runner) -> tuple[bool, str | None]:
+    """Does a result fail to require grad when one input does? (then backward() raises for that reason)"""
+    p = requires_grad_program()
+    diffs = find_differences(p, run_program(TorchAdapter(), p.steps, p.arrays), runner(p))
+    return bool(diffs), (_short(render_program(p, diffs[0].stop)) if diffs else None)
+
+
+def zero_grad_program(via_sgd: bool) -> Program:
+    p = Program("after backward(), " + ("opt.zero_grad()" if via_sgd else "x.zero_grad()") + " sets x.grad to None")
+    A, _, _ = _consts(p)
+    x = _x(p)
+    loss = (x * A).sum().named("loss")
+    opt = p.sgd([x], lr=0.1) if via_sgd else None
+    p.backward(loss)
+    if opt is not None:
+        opt.zero_grad()
+    else:
+        p.zero_grad(x)
+    p.snapshot("after zero_grad", [x])
+    return p
+
+
+def zero_grad_broken(runner: Runner, via_sgd: bool) -> tuple[bool, str | None]:
+    """Does zero_grad (the tensor's, or SGD's) fail to set grads to None?"""
+    p = zero_grad_program(via_sgd)
+    diffs = find_differences(p, run_program(TorchAdapter(), p.steps, p.arrays), runner(p))
+    return bool(diffs), (_short(render_program(p, diffs[0].stop)) if diffs else None)
 
 
 def _grad_of_one_pass(p: Program, expected: RunResult, got: RunResult) -> bool:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from grader.programs.blame import OpCall, Operand, Runner, Verdict, run_checks
+from grader.programs.blame import OpCall, Runner, Verdict, local_vjp, run_checks
 from grader.programs.ops import BINARY_OPS
 
 SMALL_SIZES = (2, 3, 4, 5)
@@ -26,7 +26,8 @@ def shrink(call: OpCall, verdict: Verdict, runner: Runner) -> tuple[OpCall, Verd
     """The simplest candidate that fails as ``verdict`` does (the original when none does)."""
     candidates = list(candidates_of(call))
     for cand, v in zip(candidates, run_checks(candidates, runner)):
-        if not v.ok and not v.inconclusive and v.operand == verdict.operand:
+        if not v.ok and not v.inconclusive and (v.operand, v.modifies_input, v.read_only) == (
+                verdict.operand, verdict.modifies_input, verdict.read_only):
             return cand, v
     return call, verdict
 
@@ -115,20 +116,37 @@ def render_check(call: OpCall, verdict: Verdict, headline: str) -> str:
     g = call.upstream
     back = (f"(out * np.array({_lit(g)})).backward()" if g.ndim == 0
             else f"(out * np.array({_lit(g)})).sum().backward()")
-    if verdict.operand == "raises":
+    if verdict.operand in ("raises", "backward-raises"):
         lines += [f"out = {expr}", f"{back}  # raises with your code: {verdict.detail[:100]}"]
         return "\n".join(lines) + "\n"
     lines.append(f"out = {expr}")
-    if verdict.operand == "forward":
+    if verdict.modifies_input:
+        target = f"{names[verdict.failed_index or 0]}.data"
+    elif verdict.operand == "forward":
         target = "out.data"
     else:
         lines.append(f"{back}  # upstream gradient of out")
         target = f"{names[verdict.failed_index or 0]}.grad"
+    if verdict.read_only:
+        lines.append(f"{target} += 1.0  # raises with your code: the grad is a read-only array")
+        return "\n".join(lines) + "\n"
     yours = "None" if verdict.got is None else _lit(verdict.got)
-    lines += [f"expected = np.array({_lit(verdict.expected)})  # torch.autograd; yours: {yours}",
+    lines += [f"expected = np.array({_lit(_expected(call, verdict))})  # torch.autograd; yours: {yours}",
               f"assert {target} is not None and np.shape({target}) == expected.shape and "
               f"np.allclose({target}, expected), f'{target} is {{{target}!r}}, torch.autograd gives {{expected!r}}'"]
     return "\n".join(lines) + "\n"
+
+
+def _expected(call: OpCall, verdict: Verdict) -> np.ndarray:
+    """What torch computes for the script as written (its upstream gradient is the constant shown;
+    the verdict may have used the one the submission's harness passed on)."""
+    if verdict.modifies_input:
+        return np.asarray(call.operands[verdict.failed_index or 0].value)
+    out, grads = local_vjp(call, call.upstream)
+    if verdict.operand == "forward":
+        return out
+    grad = grads[verdict.failed_index or 0]
+    return verdict.expected if grad is None else grad
 
 
 def _names(call: OpCall) -> list[str]:
