@@ -151,6 +151,8 @@ class PartTotal(_Model):
 class TestDiagnosis(_Model):
     """Where one failure comes from: an op's local rule, a mechanism of the graph pass, or a part of the API."""
 
+    __test__ = False  # not a pytest test class
+
     key: str = Field(min_length=1, description="what failures with one cause share, e.g. 'op:mul:left'")
     kind: Literal["op", "graph", "api"]
     site: str = Field(min_length=1, description="the op ('mul') or the mechanism ('accumulation', 'sgd')")

@@ -54,13 +54,17 @@ def diagnosis_lead(report: Report) -> Text | None:
     return text
 
 
-def failure_text(t: TestResult, full_reproducer: bool = False) -> str:
+def failure_text(t: TestResult, full_reproducer: bool = False, shown_in: str | None = None) -> str:
     """A failure's feedback: its diagnosis and shrunk reproducer first, then the explanation (whose
-    full reproducer is folded when a shrunk one is shown, unless ``full_reproducer``)."""
+    full reproducer is folded when a shrunk one is shown, unless ``full_reproducer``). ``shown_in``:
+    the test above whose panel already printed this diagnosis's reproducer."""
     d = t.diagnosis
     if d is None:
         return t.output
-    lead = lead_text(d.summary, d.case, d.detail, d.advice, d.reproducer)
+    if shown_in:
+        lead = lead_text(d.summary, d.case, d.detail, "", None) + f"\n  (the same diagnosis as {shown_in}: see above)"
+    else:
+        lead = lead_text(d.summary, d.case, d.detail, d.advice, d.reproducer)
     explanation = t.output
     if d.reproducer and not full_reproducer and FULL_REPRODUCER_START in explanation:
         explanation = (explanation.split(FULL_REPRODUCER_START, 1)[0].rstrip() +
@@ -71,8 +75,12 @@ def failure_text(t: TestResult, full_reproducer: bool = False) -> str:
 def failure_panels(report: Report, limit: int | None = None, full_reproducer: bool = False) -> list[Panel]:
     panels = []
     failed = [t for t in report.tests if t.status != "passed"]
+    first_with: dict[str, str] = {}
     for t in failed[:limit]:
-        lines = failure_text(t, full_reproducer).splitlines()
+        shown_in = first_with.get(t.diagnosis.key) if t.diagnosis else None
+        if t.diagnosis and shown_in is None:
+            first_with[t.diagnosis.key] = t.name
+        lines = failure_text(t, full_reproducer, shown_in).splitlines()
         body = "\n".join(lines[:MAX_FAILURE_LINES])
         if len(lines) > MAX_FAILURE_LINES:
             body += f"\n... ({len(lines) - MAX_FAILURE_LINES} more lines in the JSON report)"

@@ -7,6 +7,8 @@ real torch; the catalogue test at the end grades every buggy variant through the
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rich.console import Console
+
+from grader.exporters.html_report import diagnosis_counts, to_html
 from grader.grading.executors import TorchExecutor, trusted_executor
 from grader.programs.blame import run_checks, trace
 from grader.programs.diagnose import diagnose
 from grader.programs.diagnosis import Diagnosis, group_sentence
 from grader.programs.program import Program
+from grader.report import Report, TestDiagnosis, report_from_json, validate_report_json
+from grader.terminal import print_report
 from tests.buggy import variant_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,3 +176,107 @@ def test_group_sentence() -> None:
         "7 tests fail, all through mul's backward (the gradient of the left operand)"
     assert group_sentence(3, [("a", 2), ("b", 1)]) == "3 tests fail: 2 through a; 1 through b"
     assert group_sentence(1, [("a", 1)]) == "1 test fails, through a"
+
+
+# ---- the report, the terminal, the class report ----
+
+def _diagnosed_report(student: str, keys: list[tuple[str, str, str]], *, old: bool = False):
+    """A report whose failed tests carry diagnoses ``(kind, site, operand)``; ``old``: none at all."""
+    from tests.test_html_report import _report
+
+    base = _report(student, set(), output="x.grad differs\n\nReproducer (t, seed 1); save as reproduce.py next to "
+                   "your autograd.py and run it:\n\nimport numpy as np\nassert False")
+    if old:
+        return base
+    tests = []
+    for t, (kind, site, operand) in zip(base.tests, keys):
+        d = Diagnosis(kind, site, operand or None, "a broadcast (3,) operand" if kind == "op" else None,
+                      "the left operand's gradient differs", 1 if kind == "op" else None,
+                      "import numpy as np\nfrom autograd import Tensor\nassert False\n" if kind == "op" else None)
+        tests.append(t.model_copy(update={"diagnosis": TestDiagnosis(**d.to_dict())}))
+    return Report.build(assignment=base.assignment, tests=tests + base.tests[len(keys):],
+                        submission=base.submission, environment=base.environment, timings=base.timings,
+                        student=student, max_score=base.max_score)
+
+
+def test_the_report_groups_diagnoses_and_old_reports_still_validate(tmp_path: Path) -> None:
+    report = _diagnosed_report("ann", [("op", "mul", "left"), ("op", "mul", "left"), ("graph", "accumulation", "")])
+    assert [(g.key, len(g.tests)) for g in report.diagnosis] == [("op:mul:left", 2), ("graph:accumulation", 1)]
+    data = json.loads(report.dumps())
+    validate_report_json(data)
+    assert report_from_json(data) == report
+    old = json.loads(_diagnosed_report("bob", [], old=True).dumps())
+    for key in ("diagnosis",):
+        old.pop(key)
+        for t in old["tests"]:
+            t.pop(key)
+    validate_report_json(old)                    # a report written before the diagnosis existed
+    assert report_from_json(old).diagnosis is None
+
+
+def test_grader_check_leads_with_the_diagnosis_and_folds_the_full_reproducer() -> None:
+    report = _diagnosed_report("ann", [("op", "mul", "left")] * 3)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    lead = "4 tests fail: 3 through mul's backward (the gradient of the left operand)"
+    assert text.index(lead) < text.index("FAILED")
+    assert "pitfall 1: reduce broadcast grads" in text
+    assert text.count("Smallest program that shows it") == 1      # once per diagnosis, not per test
+    assert "(the same diagnosis as" in text
+    assert "assert False" in text and text.count("Reproducer (t, seed 1)") == 1   # the undiagnosed test's own
+    full = Console(record=True, width=200)
+    print_report(report, full, full_reproducer=True)
+    assert full.export_text().count("Reproducer (t, seed 1)") == 4
+
+
+def test_the_class_report_shows_the_most_common_diagnoses_in_chromium(tmp_path: Path) -> None:
+    from tests.test_html_report import CHROMIUM_FLAGS, render
+
+    browser = _chromium()
+    reports = [_diagnosed_report("ann", [("op", "mul", "left")] * 2),
+               _diagnosed_report("bob", [("op", "mul", "left"), ("graph", "accumulation", "")]),
+               _diagnosed_report("cy", [("graph", "accumulation", "")]),
+               _diagnosed_report("dee", [("op", "mul", "left")])]
+    counts = diagnosis_counts(reports)
+    assert [(key, len(students), tests) for key, _, _, students, tests in counts] == [
+        ("op:mul:left", 3, 4), ("graph:accumulation", 2, 2)]
+    page = tmp_path / "report.html"
+    page.write_text(to_html(reports), encoding="utf-8")
+    dom_text, console = render(browser, page, tmp_path / "profile")
+    assert console == []
+    rows = re.findall(r'<tr data-diagnosis="([^"]+)" data-students="(\d+)" data-tests="(\d+)">', dom_text)
+    assert rows == [("op:mul:left", "3", "4"), ("graph:accumulation", "2", "2")]
+    assert "Most common diagnoses" in dom_text
+    shot = tmp_path / "diagnoses.png"
+    done = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
+                           "--window-size=1200,1100", f"--screenshot={shot}", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.stat().st_size > 10_000, done.stderr[-2000:]
+    image = _png_pixels(shot)
+    assert len(set(image)) > 20            # not a blank page: text, table rules, links
+
+
+def _chromium() -> str:
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("chromium is not installed")
+    return path
+
+
+def _png_pixels(path: Path) -> list[bytes]:
+    """Distinct-ish pixel samples of a PNG (stdlib only: zlib over the IDAT chunks)."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    pos, idat = 8, b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    return [raw[i:i + 3] for i in range(0, len(raw), 997)]

@@ -337,6 +337,8 @@ def describe_case(call: OpCall, operand: str | None) -> str | None:
         words.append("the same tensor is on both sides")
     for j, opnd in enumerate(call.operands):
         side = "left" if j == 0 else "right"
+        if operand not in ("forward", "raises", "backward-raises"):
+            break  # a constant operand matters to how an op wraps it, not to its backward rule
         if opnd.kind == "number":
             words.append(f"a number on the {side}")
         elif opnd.kind == "array":

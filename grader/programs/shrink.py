@@ -114,8 +114,8 @@ def render_check(call: OpCall, verdict: Verdict, headline: str) -> str:
             args.append(f"np.array({_lit(opnd.value)})")
     expr = f"{args[0]} {BINARY_OPS[call.fn].symbol} {args[1]}" if call.is_binary else f"{args[0]}.{call.fn}()"
     g = call.upstream
-    back = (f"(out * np.array({_lit(g)})).backward()" if g.ndim == 0
-            else f"(out * np.array({_lit(g)})).sum().backward()")
+    back = (f"(out * Tensor({_lit(g)})).backward()" if g.ndim == 0
+            else f"(out * Tensor({_lit(g)})).sum().backward()")
     if verdict.operand in ("raises", "backward-raises"):
         lines += [f"out = {expr}", f"{back}  # raises with your code: {verdict.detail[:100]}"]
         return "\n".join(lines) + "\n"
