@@ -18,6 +18,7 @@ from grader.programs.compare import Mismatch
 from grader.programs.diagnose import diagnose
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
+from grader.report import TestDiagnosis
 
 DIAGNOSIS = pytest.StashKey[dict[str, Any]]()
 SWITCH = "GRADER_DIAGNOSIS"   # "0" turns the diagnosis off (to measure what it costs)
@@ -46,3 +47,10 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
         item.stash[DIAGNOSIS] = {**found.to_dict(), "seconds": round(time.perf_counter() - start, 4)}
     return exc
 
+
+
+def to_report_diagnosis(found: dict[str, Any] | None) -> TestDiagnosis | None:
+    """The stashed diagnosis as the report keeps it (``Report.build`` groups them)."""
+    if not found:
+        return None
+    return TestDiagnosis(**{k: v for k, v in found.items() if k in TestDiagnosis.model_fields})
