@@ -280,3 +280,28 @@ def _png_pixels(path: Path) -> list[bytes]:
         pos += 12 + length
     raw = zlib.decompress(idat)
     return [raw[i:i + 3] for i in range(0, len(raw), 997)]
+
+
+# ---- through the plugin and the local sandbox ----
+
+def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_path: Path) -> None:
+    """mul's backward is wrong, and any Tensor made from a list of 6 numbers sleeps for a minute: the
+    shrunk checks (2, 3) hang. Each failure still reports its blamed op, within the diagnosis budget."""
+    from grader.assignment import find_assignment
+    from grader.grading.diagnosis_hook import BUDGET_S
+    from grader.grading.runner import GradeRequest, grade
+
+    source = variant_file("mul_backward_uses_own_data").read_text(encoding="utf-8")
+    hook = "        self.data = np.array(data, dtype=np.float64)  # always a private copy\n"
+    assert hook in source
+    source = source.replace(hook, hook + "        if isinstance(data, list) and self.data.size == 6:\n"
+                                         "            import time; time.sleep(60)\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "autograd.py").write_text(source, encoding="utf-8")
+    report = grade(GradeRequest(find_assignment("autograd-lab"), tmp_path / "sub", backend="local",
+                                visible_only=True, parts=("ops",))).report
+    failed = [t for t in report.tests if t.status != "passed"]
+    assert len(failed) >= 5
+    assert all(t.diagnosis is not None and t.diagnosis.site == "mul" for t in failed), [t.diagnosis for t in failed]
+    assert all(t.diagnosis.seconds <= BUDGET_S + 1.0 for t in failed), [t.diagnosis.seconds for t in failed]
+    assert all(t.duration < 15 for t in failed)         # far below the 20 s limit of one request

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from grader.programs.blame import OpCall, Runner, Trace, Verdict, describe_case, run_checks, trace
+from grader.programs.blame import OpCall, Operand, Runner, Trace, Verdict, describe_case, run_checks, trace
 from grader.programs.compare import Difference, find_differences
-from grader.programs.diagnosis import Diagnosis, pitfall_for_case
+from grader.programs.diagnosis import MECHANISMS, Diagnosis, pitfall_for_case
 from grader.programs.graph_probes import needs_of, probe, requires_grad_broken, zero_grad_broken
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
@@ -117,22 +117,23 @@ class Diagnoser:
 
     def _copies_pass(self, call: OpCall) -> bool:
         """``x * x`` fails but ``x * x'`` (two leaves of equal values) passes: the reuse is missed."""
-        copies = OpCall(call.fn, [call.operands[0], type(call.operands[1])(
-            "tensor", call.operands[1].value, call.operands[1].name + "_copy", call.operands[1].requires_grad)],
-            call.upstream, call.out, shared=False)
+        second = call.operands[1]
+        copies = OpCall(call.fn, [call.operands[0], Operand("tensor", second.value, second.name + "_copy",
+                                                            second.requires_grad)], call.upstream, call.out)
         return run_checks([copies], self.runner)[0].ok
 
     def _graph(self, headline: str, forced: str | None = None) -> Diagnosis:
         mechanism, script = probe(self.p, self.runner)
         if forced and mechanism == "propagation":
             mechanism = forced
-        pitfalls = {"accumulation": 2, "topological-order": 5, "shared-grad-arrays": 7, "second-backward": 3,
-                    "accumulate-across-backward": 2, "propagation": None}
         return Diagnosis("graph", mechanism, detail="every op's backward is right on its own; " + headline,
-                         pitfall=pitfalls.get(mechanism), reproducer=script)
+                         pitfall=MECHANISMS[mechanism][2], reproducer=script)
 
     def _op(self, call: OpCall, verdict: Verdict) -> Diagnosis:
-        small, small_verdict = shrink(call, verdict, self.runner)
+        try:
+            small, small_verdict = shrink(call, verdict, self.runner)
+        except Exception:  # noqa: BLE001 - out of time or the sandbox failed: show the check unshrunk
+            small, small_verdict = call, verdict
         case = describe_case(call, verdict.operand)
         if verdict.read_only or verdict.modifies_input:
             what = "the gradient it stores is a read-only array" if verdict.read_only else "it writes into its input's data"
