@@ -21,6 +21,9 @@ from rich.console import Console
 from grader.exporters.html_report import diagnosis_counts, to_html
 from grader.grading.executors import TorchExecutor, trusted_executor
 from grader.programs.blame import run_checks, trace
+from grader.programs.compare import find_differences
+from grader.programs.graph_probes import PROBES, requires_grad_broken, zero_grad_broken
+from grader.programs.shrink import candidates_of
 from grader.programs.diagnose import diagnose
 from grader.programs.diagnosis import Diagnosis, group_sentence
 from grader.programs.program import Program
@@ -100,6 +103,28 @@ def test_every_local_check_passes_on_the_reference(build) -> None:
     verdicts = run_checks(calls, lab(None).run)
     assert all(v.ok and not v.inconclusive for v in verdicts), [v for v in verdicts if not v.ok]
     assert diagnosis_of(program, None) is None
+
+
+CORRECT = ROOT / "tests" / "correct"
+
+
+@pytest.mark.parametrize("style", sorted(p.parent.name for p in CORRECT.glob("*/autograd.py")))
+def test_no_local_check_or_probe_blames_a_correct_implementation_in_another_style(style: str) -> None:
+    """The checks, the shrink candidates and the graph probes are themselves Programs that every correct
+    implementation (tests/correct: closures, a tape, Kahn's algorithm, ...) runs exactly as torch does."""
+
+    executor = trusted_executor(CORRECT / style / "autograd.py")
+    for build in (bias_program, reuse_program, two_backward_program):
+        calls = list(trace(build()).calls.values())
+        calls += [cand for call in calls for cand in candidates_of(call)]
+        verdicts = run_checks(calls, executor.run)
+        assert all(v.ok and not v.inconclusive for v in verdicts), [(c.fn, v) for c, v in zip(calls, verdicts)
+                                                                   if not v.ok]
+    for probe in PROBES:
+        p = probe.build()
+        assert not find_differences(p, TORCH.run(p), executor.run(p)), (style, probe.mechanism)
+    assert not requires_grad_broken(executor.run)[0]
+    assert not zero_grad_broken(executor.run, via_sgd=True)[0] and not zero_grad_broken(executor.run, via_sgd=False)[0]
 
 
 # ---- blame the op ----
