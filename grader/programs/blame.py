@@ -183,18 +183,8 @@ def build_checks(calls: Sequence[OpCall], title: str = "local checks") -> CheckP
             out = p._binary(call.fn, handles[0], handles[1])
         else:
             out = p._unary(call.fn, handles[0])
-        g = call.upstream
-        if not any(o.kind == "tensor" and o.requires_grad for o in call.operands):
-            p.snapshot(f"check{k}", [*_unique_leaves(handles, leaf_names), out])
-            cp.spans.append(range(start, len(p.flat_steps())))
-            cp.leaves.append(leaf_names)
-            cp.outs.append(out.name)
-            continue
-        # the harness multiplies by a constant Tensor (no number, no ndarray): a bug in how an op wraps
-        # numbers or arrays must not look like this op's
-        weight = p.tensor(f"k{k}_g", np.asarray(g, dtype=np.float64).tolist())
-        loss = out * weight if g.ndim == 0 else (out * weight).sum()
-        p.backward(loss)
+        if any(o.kind == "tensor" and o.requires_grad for o in call.operands):
+            _backward_through(p, k, call, out)
         p.snapshot(f"check{k}", [*_unique_leaves(handles, leaf_names), out])
         for j, (h, n) in enumerate(zip(handles, leaf_names)):
             if n is not None and call.operands[j].requires_grad and not (call.shared and j == 1):
@@ -203,6 +193,16 @@ def build_checks(calls: Sequence[OpCall], title: str = "local checks") -> CheckP
         cp.leaves.append(leaf_names)
         cp.outs.append(out.name)
     return cp
+
+
+def _backward_through(p: Program, k: int, call: OpCall, out: Any) -> None:
+    """``(out * G).sum().backward()``: ``out`` receives the upstream gradient ``G`` torch had there.
+
+    G is a constant Tensor (no number, no ndarray), so that a bug in how an op wraps numbers or arrays
+    cannot look like this op's."""
+    g = call.upstream
+    weight = p.tensor(f"k{k}_g", np.asarray(g, dtype=np.float64).tolist())
+    p.backward(out * weight if g.ndim == 0 else (out * weight).sum())
 
 
 def _unique_leaves(handles: list[Any], names: list[str | None]) -> list[Any]:
