@@ -330,3 +330,20 @@ def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_pa
     assert all(t.diagnosis is not None and t.diagnosis.site == "mul" for t in failed), [t.diagnosis for t in failed]
     assert all(t.diagnosis.seconds <= BUDGET_S + 1.0 for t in failed), [t.diagnosis.seconds for t in failed]
     assert all(t.duration < 15 for t in failed)         # far below the 20 s limit of one request
+
+
+def test_gradescope_shows_the_diagnosis_of_visible_tests_only() -> None:
+    from grader.exporters.gradescope_results import to_gradescope
+
+    # tests 0 and 2 are visible, 1 and 3 hidden
+    report = _diagnosed_report("ann", [("op", "mul", "left"), ("graph", "accumulation", ""), ("op", "mul", "left")])
+    results = to_gradescope(report)
+    visible = [t for t in report.tests if t.visibility == "visible"]
+    hidden_diagnosed = [t for t in report.tests if t.visibility == "hidden" and t.diagnosis]
+    assert hidden_diagnosed and visible
+    assert "Visible tests: 2 tests fail, all through mul's backward" in results["output"]
+    assert "the graph pass" not in results["output"]          # that diagnosis belongs to a hidden test
+    by_name = {t["name"]: t for t in results["tests"]}
+    for t in report.tests:
+        if t.diagnosis:
+            assert by_name[t.name]["output"].startswith(f"diagnosis: {t.diagnosis.summary}")
