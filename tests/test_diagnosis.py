@@ -311,7 +311,8 @@ def _png_pixels(path: Path) -> list[bytes]:
 
 def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_path: Path) -> None:
     """mul's backward is wrong, and any Tensor made from a list of 6 numbers sleeps for a minute: the
-    shrunk checks (2, 3) hang. Each failure still reports its blamed op, within the diagnosis budget."""
+    shrunk checks (2, 3) hang. The first failure still reports its blamed op (unshrunk), within the
+    diagnosis budget; after that timeout the run diagnoses no more, so the cost is paid once."""
     from grader.assignment import find_assignment
     from grader.grading.diagnosis_hook import BUDGET_S
     from grader.grading.runner import GradeRequest, grade
@@ -327,8 +328,9 @@ def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_pa
                                 visible_only=True, parts=("ops",))).report
     failed = [t for t in report.tests if t.status != "passed"]
     assert len(failed) >= 5
-    assert all(t.diagnosis is not None and t.diagnosis.site == "mul" for t in failed), [t.diagnosis for t in failed]
-    assert all(t.diagnosis.seconds <= BUDGET_S + 1.0 for t in failed), [t.diagnosis.seconds for t in failed]
+    first = failed[0].diagnosis
+    assert first is not None and first.site == "mul" and first.seconds <= BUDGET_S + 1.0, first
+    assert all(t.diagnosis is None for t in failed[1:])
     assert all(t.duration < 15 for t in failed)         # far below the 20 s limit of one request
 
 

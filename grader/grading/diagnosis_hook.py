@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from grader.grading.executors import Executor
+from grader.grading.executors import Executor, SubmissionCrashed, TestTimeout
 from grader.programs.compare import Mismatch
 from grader.programs.diagnose import diagnose
 from grader.programs.interpreter import RunResult
@@ -37,7 +37,7 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
               item: pytest.Item | None) -> Mismatch:
     """Diagnose the failure and stash the diagnosis on ``item`` (the report keeps it beside the test's
     output, which stays as it was: the full explanation and reproducer). Returns ``exc``."""
-    if os.environ.get(SWITCH, "1") == "0":
+    if os.environ.get(SWITCH, "1") == "0" or lab in _GAVE_UP:
         return exc
     start = time.perf_counter()
     fresh = [False]
@@ -55,7 +55,13 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
             # a ``time`` request of one repeat returns the same evidence as ``run``, under our time limit:
             # code that hangs on a small check costs the diagnosis, never the run, more than its budget
             timed = getattr(lab, "time", None)
-            seen[key] = timed(p, 1, timeout=left)[1] if timed is not None else lab.run(p)
+            try:
+                seen[key] = timed(p, 1, timeout=left)[1] if timed is not None else lab.run(p)
+            except (TestTimeout, SubmissionCrashed):
+                # the worker was restarted: a submission that hangs or crashes on small checks is not
+                # diagnosed again in this run, so the diagnosis costs it one budget, not one per failure
+                _GAVE_UP[lab] = True
+                raise
         return seen[key]
 
     try:
@@ -72,6 +78,7 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
 # evidence only, judged afresh each time; a submission that answers differently can only blur its own
 # diagnosis, never a score.)
 _CACHE: weakref.WeakKeyDictionary[Any, dict[str, RunResult]] = weakref.WeakKeyDictionary()
+_GAVE_UP: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def _key(p: Program) -> str:
