@@ -8,6 +8,7 @@ means the failure is reported without one.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import time
@@ -18,13 +19,13 @@ import pytest
 
 from grader.grading.executors import Executor, SubmissionCrashed, TestTimeout
 from grader.programs.compare import Mismatch
-from grader.programs.diagnose import diagnose
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.report import TestDiagnosis
 
 DIAGNOSIS = pytest.StashKey[dict[str, Any]]()
 SWITCH = "GRADER_DIAGNOSIS"   # "0" turns the diagnosis off (to measure what it costs)
+TORCH = importlib.util.find_spec("torch") is not None  # local checks need torch's VJPs; no torch, no diagnosis
 BUDGET_S = 2.0                # host seconds one failure's diagnosis may spend in the sandbox, at most
 MIN_REQUEST_S = 0.25          # the shortest time limit a diagnosis request is given
 
@@ -37,8 +38,9 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
               item: pytest.Item | None) -> Mismatch:
     """Diagnose the failure and stash the diagnosis on ``item`` (the report keeps it beside the test's
     output, which stays as it was: the full explanation and reproducer). Returns ``exc``."""
-    if os.environ.get(SWITCH, "1") == "0" or lab in _GAVE_UP:
+    if os.environ.get(SWITCH, "1") == "0" or lab in _GAVE_UP or not TORCH:
         return exc
+    from grader.programs.diagnose import diagnose  # noqa: PLC0415 - needs torch, optional where expectations ship
     start = time.perf_counter()
     fresh = [False]
     seen = _CACHE.setdefault(lab, {})

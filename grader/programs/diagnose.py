@@ -15,7 +15,7 @@ from typing import Any
 from grader.programs.blame import OpCall, Operand, Runner, Trace, Verdict, describe_case, run_checks, trace
 from grader.programs.compare import Difference, find_differences
 from grader.programs.diagnosis import MECHANISMS, Diagnosis, pitfall_for_case
-from grader.programs.graph_probes import needs_of, probe, requires_grad_broken, zero_grad_broken
+from grader.programs.graph_probes import probe, requires_grad_broken, zero_grad_broken
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.programs.shrink import render_check, shrink
@@ -29,24 +29,6 @@ def diagnose(program: Program, expected: RunResult, got: RunResult, runner: Runn
     if not diffs:
         return None
     return Diagnoser(program, runner).first(diffs[0], got)
-
-
-def speed_diagnosis(program: Program, failure: str, too_slow: bool) -> Diagnosis | None:
-    """Why a timed Program is too slow (or hit the recursion limit), read off its shape: big matmuls,
-    diamonds. A wrong answer of a timed run is not diagnosed here (the other suites do)."""
-    headline = failure.strip().splitlines()[0] if failure.strip() else ""
-    if headline.startswith("RecursionError"):
-        return Diagnosis("graph", "topological-sort-recursion", detail=headline[:200], pitfall=4)
-    if not too_slow:
-        return None
-    flat = program.flat_steps()
-    big_matmul = any(s["op"] == "binary" and s["fn"] == "matmul" for s in flat) and max(
-        (a.size for a in program.arrays.values()), default=0) >= 64 * 64
-    if big_matmul:
-        return Diagnosis("op", "matmul", "slow", "large matrices", headline[:200])
-    if "reuse" in needs_of(program):
-        return Diagnosis("graph", "path-enumeration", detail=headline[:200], pitfall=5)
-    return None
 
 
 class Diagnoser:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from grader.programs.program import Program
+
 # The handout's numbered pitfalls (student_template/handout.md, section 6), by mechanism.
 PITFALLS: dict[int, str] = {
     1: "reduce broadcast grads",
@@ -185,3 +187,37 @@ def group_sentence(n_failed: int, groups: list[tuple[str, int]]) -> str:
         return f"{tests}, {'all ' if n_failed > 1 else ''}through {groups[0][0]}"
     parts = "; ".join(f"{count} through {summary}" for summary, count in groups)
     return f"{tests}: {parts}"
+
+
+def needs_of(program: Program) -> set[str]:
+    """What the Program exercises: a tensor used more than once, or more than one backward pass."""
+    uses: dict[str, int] = {}
+    for step in program.flat_steps():
+        if step["op"] in ("binary", "unary"):
+            for k in ("a", "b"):
+                ref = step.get(k)
+                name = ref if isinstance(ref, str) else (ref or {}).get("ref")
+                if name:
+                    uses[name] = uses.get(name, 0) + 1
+    found = {"reuse"} if any(n > 1 for n in uses.values()) else set()
+    if sum(s["op"] == "backward" and not s.get("expect_error") for s in program.flat_steps()) > 1:
+        found.add("passes")
+    return found
+
+
+def speed_diagnosis(program: Program, failure: str, too_slow: bool) -> Diagnosis | None:
+    """Why a timed Program is too slow (or hit the recursion limit), read off its shape: big matmuls,
+    diamonds. A wrong answer of a timed run is not diagnosed here (the other suites do)."""
+    headline = failure.strip().splitlines()[0] if failure.strip() else ""
+    if headline.startswith("RecursionError"):
+        return Diagnosis("graph", "topological-sort-recursion", detail=headline[:200], pitfall=4)
+    if not too_slow:
+        return None
+    flat = program.flat_steps()
+    big_matmul = any(s["op"] == "binary" and s["fn"] == "matmul" for s in flat) and max(
+        (a.size for a in program.arrays.values()), default=0) >= 64 * 64
+    if big_matmul:
+        return Diagnosis("op", "matmul", "slow", "large matrices", headline[:200])
+    if "reuse" in needs_of(program):
+        return Diagnosis("graph", "path-enumeration", detail=headline[:200], pitfall=5)
+    return None

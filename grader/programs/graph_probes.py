@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from grader.programs.blame import Runner
+from grader.programs.diagnosis import needs_of
 from grader.programs.compare import find_differences
 from grader.programs.interpreter import RunResult, run_program
 from grader.programs.program import Program
@@ -93,22 +94,6 @@ PROBES: tuple[Probe, ...] = (
     Probe("topological-order", topological_order, "reuse"),
     Probe("second-backward", two_passes, "passes"),
 )
-
-
-def needs_of(program: Program) -> set[str]:
-    """What the Program exercises: a tensor used more than once, or more than one backward pass."""
-    uses: dict[str, int] = {}
-    for step in program.flat_steps():
-        if step["op"] in ("binary", "unary"):
-            for k in ("a", "b"):
-                ref = step.get(k)
-                name = ref if isinstance(ref, str) else (ref or {}).get("ref")
-                if name:
-                    uses[name] = uses.get(name, 0) + 1
-    found = {"reuse"} if any(n > 1 for n in uses.values()) else set()
-    if sum(s["op"] == "backward" and not s.get("expect_error") for s in program.flat_steps()) > 1:
-        found.add("passes")
-    return found
 
 
 def probe(program: Program, runner: Runner) -> tuple[str, str | None]:
