@@ -151,6 +151,49 @@ class PartTotal(_Model):
     total: int = Field(ge=0, description="tests of this part")
 
 
+class TestDiagnosis(_Model):
+    """Where one failure comes from: an op's local rule, a mechanism of the graph pass, or a part of the API."""
+
+    __test__ = False  # not a pytest test class
+
+    key: str = Field(min_length=1, description="what failures with one cause share, e.g. 'op:mul:left'")
+    kind: Literal["op", "graph", "api"]
+    site: str = Field(min_length=1, description="the op ('mul') or the mechanism ('accumulation', 'sgd')")
+    operand: str | None = Field(default=None, description="op-level: left, right, input, both, forward, raises, ...")
+    case: str | None = Field(default=None, description="the situation it shows in, e.g. 'a broadcast (16,) operand'")
+    summary: str = Field(min_length=1, description="the diagnosis in a student's words")
+    advice: str = Field(default="", description="what to look at (with the handout's pitfall number)")
+    detail: str = Field(default="", description="one line of evidence")
+    pitfall: int | None = Field(default=None, ge=1, description="the handout's numbered pitfall that fits")
+    reproducer: str | None = Field(default=None, description="the shrunk reproducer, a Python script")
+    seconds: _NonNegative = Field(default=0.0, description="host time the diagnosis took")
+
+
+class DiagnosisGroup(_Model):
+    """Failed tests that share one diagnosis."""
+
+    key: str = Field(min_length=1)
+    kind: Literal["op", "graph", "api"]
+    site: str = Field(min_length=1)
+    summary: str = Field(min_length=1)
+    advice: str = ""
+    pitfall: int | None = Field(default=None, ge=1)
+    tests: list[str] = Field(description="names of the failed tests with this diagnosis")
+
+
+def group_diagnoses(tests: Iterable["TestResult"]) -> list[DiagnosisGroup]:
+    """Failed tests grouped by diagnosis key, the largest group first (ties: first seen)."""
+    groups: dict[str, list[TestResult]] = {}
+    for t in tests:
+        if t.status != "passed" and t.diagnosis is not None:
+            groups.setdefault(t.diagnosis.key, []).append(t)
+    ordered = sorted(groups.values(), key=lambda ts: -len(ts))
+    return [DiagnosisGroup(key=ts[0].diagnosis.key, kind=ts[0].diagnosis.kind, site=ts[0].diagnosis.site,
+                           summary=ts[0].diagnosis.summary, advice=ts[0].diagnosis.advice,
+                           pitfall=ts[0].diagnosis.pitfall, tests=[t.name for t in ts])
+            for ts in ordered if ts[0].diagnosis is not None]
+
+
 class TestResult(_Model):
     """The outcome of one test."""
 
@@ -169,6 +212,7 @@ class TestResult(_Model):
         description=f"the explanation of the outcome, capped at {OUTPUT_LIMIT} characters",
     )
     duration: _NonNegative = Field(description="seconds, host clock")
+    diagnosis: TestDiagnosis | None = Field(default=None, description="where the failure comes from (optional)")
 
     @field_validator("output", mode="before")
     @classmethod
@@ -312,6 +356,8 @@ class Report(_Model):
     )
     environment: Environment
     timings: Timings
+    diagnosis: list[DiagnosisGroup] | None = Field(
+        default=None, description="failed tests grouped by cause, largest group first (optional; derived from tests)")
 
     @field_validator("student")
     @classmethod
@@ -393,6 +439,7 @@ class Report(_Model):
             stdout=stdout,
             environment=environment,
             timings=timings,
+            diagnosis=group_diagnoses(tests) or None,
         )
 
     def dumps(self) -> str:
@@ -409,6 +456,7 @@ class Report(_Model):
 def report_json_schema() -> dict[str, Any]:
     """The JSON Schema of a report file, as checked in under ``grader/schemas/``."""
     body = Report.model_json_schema(mode="serialization")
+    _optional_in_schema(body)
     body.pop("title", None)
     body.pop("description", None)
     return {
@@ -422,6 +470,16 @@ def report_json_schema() -> dict[str, Any]:
         "version": SCHEMA_VERSION,
         **body,
     }
+
+
+# Added after schema v1 shipped: optional, so that every report written before still validates.
+_ADDED_OPTIONAL = {"Report": ("diagnosis",), "TestResult": ("diagnosis",)}
+
+
+def _optional_in_schema(body: dict[str, Any]) -> None:
+    for name, fields in _ADDED_OPTIONAL.items():
+        model = body if name == "Report" else body.get("$defs", {}).get(name, {})
+        model["required"] = [f for f in model.get("required", []) if f not in fields]
 
 
 def render_report_schema() -> str:

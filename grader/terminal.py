@@ -8,7 +8,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from grader.report import Report
+from grader.programs.diagnosis import FULL_REPRODUCER_START, group_sentence, lead_text
+from grader.report import Report, TestResult
 
 STATUS_STYLE = {"passed": "green", "failed": "red", "error": "red", "timeout": "yellow"}
 MAX_FAILURE_LINES = 80
@@ -41,11 +42,46 @@ def tests_table(report: Report) -> Table:
     return table
 
 
-def failure_panels(report: Report, limit: int | None = None) -> list[Panel]:
+def diagnosis_lead(report: Report) -> Text | None:
+    """``7 tests fail, all through mul's backward (...)``, then one line of advice per cause."""
+    failed = [t for t in report.tests if t.status != "passed"]
+    if not failed or not report.diagnosis:
+        return None
+    text = Text(group_sentence(len(failed), [(g.summary, len(g.tests)) for g in report.diagnosis]) + "\n",
+                style="bold")
+    for g in report.diagnosis[:3]:
+        text.append(f"  {g.summary}: ", style="bold")
+        text.append(f"{g.advice}\n")
+    return text
+
+
+def failure_text(t: TestResult, full_reproducer: bool = False, shown_in: str | None = None) -> str:
+    """A failure's feedback: its diagnosis and shrunk reproducer first, then the explanation (whose
+    full reproducer is folded when a shrunk one is shown, unless ``full_reproducer``). ``shown_in``:
+    the test above whose panel already printed this diagnosis's reproducer."""
+    d = t.diagnosis
+    if d is None:
+        return t.output
+    if shown_in:
+        lead = lead_text(d.summary, d.case, d.detail, "", None) + f"\n  (the same diagnosis as {shown_in}: see above)"
+    else:
+        lead = lead_text(d.summary, d.case, d.detail, d.advice, d.reproducer)
+    explanation = t.output
+    if d.reproducer and not full_reproducer and FULL_REPRODUCER_START in explanation:
+        explanation = (explanation.split(FULL_REPRODUCER_START, 1)[0].rstrip() +
+                       "\n\n(the reproducer of the whole test: grader check --full-reproducer, or the JSON report)")
+    return f"{lead}\n\nthe failing test:\n{explanation}"
+
+
+def failure_panels(report: Report, limit: int | None = None, full_reproducer: bool = False) -> list[Panel]:
     panels = []
     failed = [t for t in report.tests if t.status != "passed"]
+    first_with: dict[str, str] = {}
     for t in failed[:limit]:
-        lines = t.output.splitlines()
+        shown_in = first_with.get(t.diagnosis.key) if t.diagnosis else None
+        if t.diagnosis and shown_in is None:
+            first_with[t.diagnosis.key] = t.name
+        lines = failure_text(t, full_reproducer, shown_in).splitlines()
         body = "\n".join(lines[:MAX_FAILURE_LINES])
         if len(lines) > MAX_FAILURE_LINES:
             body += f"\n... ({len(lines) - MAX_FAILURE_LINES} more lines in the JSON report)"
@@ -55,15 +91,18 @@ def failure_panels(report: Report, limit: int | None = None) -> list[Panel]:
 
 
 def print_report(report: Report, console: Console, *, show_failures: bool = True,
-                 hidden_not_run: int = 0, failure_limit: int | None = None) -> None:
+                 hidden_not_run: int = 0, failure_limit: int | None = None, full_reproducer: bool = False) -> None:
     if report.error is not None:
         console.print(Panel(Text(report.error.message + (f"\nhint: {report.error.hint}" if report.error.hint else "")),
                             title=f"[red]the submission could not be graded: {report.error.code}[/red]",
                             title_align="left"))
+    lead = diagnosis_lead(report)
+    if lead is not None:
+        console.print(Panel(lead, title="[red]diagnosis[/red]", title_align="left"))
     if report.tests:
         console.print(tests_table(report))
     if show_failures:
-        for panel in failure_panels(report, failure_limit):
+        for panel in failure_panels(report, failure_limit, full_reproducer):
             console.print(panel)
     if report.stdout.strip():
         console.print(Panel(Text(report.stdout[-4000:]), title="your code printed (captured, last lines)",

@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
+from grader.programs.diagnosis import speed_diagnosis
 from grader.grading.executors import BudgetExhausted, Executor, TestTimeout
 from grader.programs.interpreter import RunResult, split_point
 from grader.programs.program import Handle, Program
@@ -163,13 +164,18 @@ def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor
     """
     try:
         return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s, limit, split_backward)
-    except Mismatch as exc:
-        if loop_script is None:
+    except AssertionError as exc:  # too slow, or a Mismatch: say why, from the Program's shape
+        found = speed_diagnosis(program, str(exc), too_slow=not isinstance(exc, Mismatch))
+        if found is not None:
+            exc.diagnosis = found.to_dict()  # type: ignore[attr-defined]  # read by the plugin
+        if loop_script is None or not isinstance(exc, Mismatch):
             raise
         what = str(exc).split("\nReproducer (", 1)[0].rstrip()
         script = loop_reproducer(program, torch_ref.run(program), loop_script)
-        raise Mismatch(f"{what}\n\nReproducer ({program.title}, seed {program.seed}); save as reproduce.py "
-                       f"next to your autograd.py and run it:\n\n{script}") from None
+        again = Mismatch(f"{what}\n\nReproducer ({program.title}, seed {program.seed}); save as reproduce.py "
+                         f"next to your autograd.py and run it:\n\n{script}")
+        again.diagnosis = getattr(exc, "diagnosis", None)  # type: ignore[attr-defined]
+        raise again from None
 
 
 def _timed_run(executor: Executor, program: Program, split: int | None,

@@ -19,7 +19,9 @@ from grader.terminal import print_report
 @click.option("--assignment", "-a", default="autograd-lab", show_default=True, help="assignment name or folder")
 @click.option("--part", "parts", multiple=True, help="only this part (repeatable): ops, mlp, graph, training, speed")
 @click.option("--seed", type=int, default=None, help="seed of the Programs (default: the assignment's)")
-def command(path: Path, assignment: str, parts: tuple[str, ...], seed: int | None) -> None:
+@click.option("--full-reproducer", is_flag=True,
+              help="print each failing test's whole reproducer, not only the shrunk one of its diagnosis")
+def command(path: Path, assignment: str, parts: tuple[str, ...], seed: int | None, full_reproducer: bool) -> None:
     """Run the public tests on PATH (a folder with autograd.py, a .py, a .zip or an .ipynb).
 
     Exit status 0 iff every public test passes.
@@ -36,7 +38,7 @@ def command(path: Path, assignment: str, parts: tuple[str, ...], seed: int | Non
         result = grade(GradeRequest(asg, path, backend="local", seed=seed, visible_only=True, parts=parts,
                                     speed_reference=False))
     report = result.report
-    print_report(report, console, hidden_not_run=result.hidden_not_run)
+    print_report(report, console, hidden_not_run=result.hidden_not_run, full_reproducer=full_reproducer)
     ok = report.status == "graded" and all(t.status == "passed" for t in report.tests)
     raise SystemExit(ExitStatus.OK if ok else (ExitStatus.TESTS_FAILED if report.error is None
                                                else ExitStatus.BAD_SUBMISSION))

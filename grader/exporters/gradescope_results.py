@@ -28,7 +28,8 @@ import json
 import math
 from typing import Any, Literal
 
-from grader.report import Report, TestResult
+from grader.programs.diagnosis import group_sentence, lead_text
+from grader.report import Report, TestResult, group_diagnoses
 
 GradescopeVisibility = Literal["hidden", "after_due_date", "after_published", "visible"]
 
@@ -82,6 +83,13 @@ def _summary(report: Report) -> str:
     lines = [f"Score: {_num(report.score)} / {_num(report.max_score)}"]
     for name, part in report.parts.items():
         lines.append(f"  {name}: {_num(part.score)} / {_num(part.max_score)} ({part.passed}/{part.total} tests passed)")
+    # the diagnosis of the visible tests only: this summary is always visible, hidden tests may not be yet
+    visible = [t for t in report.tests if t.visibility == "visible"]
+    groups = group_diagnoses(visible)
+    if groups:
+        failed = sum(t.status != "passed" for t in visible)
+        lines += ["", "Visible tests: " + group_sentence(failed, [(g.summary, len(g.tests)) for g in groups])]
+        lines += [f"  {g.summary}: {g.advice}" for g in groups[:3]]
     return "\n".join(lines)
 
 
@@ -109,9 +117,13 @@ def _tests(report: Report, hidden_visibility: GradescopeVisibility) -> list[dict
 
 def _output(test: TestResult) -> str:
     note = _STATUS_NOTE.get(test.status)
+    output = test.output
+    if test.diagnosis is not None:  # where the bug is and the shrunk reproducer, before the detail
+        d = test.diagnosis
+        output = f"{lead_text(d.summary, d.case, d.detail, d.advice, d.reproducer)}\n\nthe failing test:\n{output}"
     if note is None:
-        return test.output
-    return f"{note}\n{test.output}" if test.output else note
+        return output
+    return f"{note}\n{output}" if output else note
 
 
 def _num(value: float) -> str:

@@ -7,7 +7,8 @@ comes from a report (student ids, test output, prints, error messages) is escape
 ids and outputs are untrusted.
 
 Sections: summary numbers and statuses, a score histogram (SVG), per-part and per-test pass
-rates, the most common failure messages (first line of a test's output, grouped), a table of
+rates, the most common diagnoses (the op or the mechanism at fault, with the number of students each),
+the most common failure messages (first line of a test's output, grouped), a table of
 students (score, per-part scores, status, identical submissions, a link to the JSON report
 when the caller knows where it is), and each student's feedback as an anchored section.
 Elements carry ``data-*`` attributes with the raw numbers, so tools (and the project's tests)
@@ -96,6 +97,7 @@ def to_html(reports: Sequence[Report], *, report_links: Mapping[str, str] | None
         _summary(reports),
         _histogram(reports),
         _parts_section(reports),
+        _diagnoses_section(reports),
         _failures_section(reports),
         _tests_section(reports),
         _students_section(reports, links),
@@ -261,6 +263,36 @@ def failure_message(test: TestResult) -> str:
     """The first non-blank line of a failed test's output: what the grouping counts."""
     line = next((ln.strip() for ln in test.output.splitlines() if ln.strip()), "")
     return line[:300] if line else f"({test.status}, no message)"
+
+
+def diagnosis_counts(reports: Sequence[Report]) -> list[tuple[str, str, int | None, list[str], int]]:
+    """(key, summary, pitfall, students, failed tests) per diagnosis across the class, most students first."""
+    found: dict[str, tuple[str, int | None]] = {}
+    students: dict[str, list[str]] = defaultdict(list)
+    tests: Counter[str] = Counter()
+    for r in reports:
+        for g in r.diagnosis or []:
+            found.setdefault(g.key, (g.summary, g.pitfall))
+            students[g.key].append(r.student or "(unknown)")
+            tests[g.key] += len(g.tests)
+    rows = [(key, found[key][0], found[key][1], list(dict.fromkeys(students[key])), tests[key]) for key in found]
+    return sorted(rows, key=lambda row: (-len(row[3]), -row[4], row[0]))
+
+
+def _diagnoses_section(reports: Sequence[Report]) -> str:
+    rows = []
+    for key, summary, pitfall, students, n_tests in diagnosis_counts(reports)[:COMMON_FAILURES_LIMIT]:
+        who = ", ".join(f"<a href=\"#{_e(anchor(s))}\">{_e(s)}</a>" for s in students[:6])
+        who += f" and {len(students) - 6} more" if len(students) > 6 else ""
+        rows.append(f"<tr data-diagnosis=\"{_e(key)}\" data-students=\"{len(students)}\" data-tests=\"{n_tests}\">"
+                    f"<td class=\"num\">{len(students)}</td><td class=\"num\">{n_tests}</td>"
+                    f"<td>{_e(summary)}</td><td class=\"num\">{_e(pitfall or '')}</td><td>{who}</td></tr>")
+    if not rows:
+        return "<h2>Most common diagnoses</h2><p>No failure was diagnosed.</p>"
+    return ("<h2>Most common diagnoses</h2><table id=\"diagnoses\" class=\"sortable\"><thead><tr>"
+            "<th class=\"num\">students</th><th class=\"num\">failed tests</th><th>where the bug is</th>"
+            "<th class=\"num\">handout pitfall</th><th>who</th></tr></thead><tbody>"
+            f"{''.join(rows)}</tbody></table>")
 
 
 def _failures_section(reports: Sequence[Report]) -> str:

@@ -27,6 +27,7 @@ from grader.grading.executors import (BudgetExhausted, Executor, ExpectedTorch, 
 from grader.grading.feature_log import FeatureRecorder, TestFeatures, write_feature_log
 from grader.grading.provenance import installed_version
 from grader.programs import expectations as stored
+from grader.grading.diagnosis_hook import DIAGNOSIS, diagnosed, to_report_diagnosis
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 from grader.report import TestResult
@@ -294,6 +295,9 @@ class GradingSession:
             return
         if report.failed:
             status, text = _failure_text(call.excinfo, report.longrepr)
+            attached = getattr(call.excinfo.value, "diagnosis", None) if call.excinfo else None
+            if isinstance(attached, dict) and DIAGNOSIS not in item.stash:
+                item.stash[DIAGNOSIS] = attached
             report.longrepr = text  # the student's message, not the harness's traceback
             item.stash[_STATUS] = (status, text)
             if call.excinfo is not None and isinstance(call.excinfo.value, BudgetExhausted):
@@ -312,7 +316,8 @@ class GradingSession:
             self.outcomes.tests.append(TestResult(
                 name=facts.name, nodeid=item.nodeid, part=facts.part, max_score=facts.points,
                 score=facts.points if status == "passed" else 0.0, status=status, visibility=facts.visibility,
-                output=text, duration=max(0.0, duration)))
+                output=text, duration=max(0.0, duration),
+                diagnosis=to_report_diagnosis(item.stash.get(DIAGNOSIS, None)) if status != "passed" else None))
             if item.stash.get(_CUT, False):
                 self.outcomes.cut.append(facts.name)
         else:
@@ -406,10 +411,15 @@ def torch_ref(request: pytest.FixtureRequest) -> Executor:
 
 
 @pytest.fixture
-def matches_torch(lab: Executor, torch_ref: Executor) -> Callable[[Program], None]:
-    """``matches_torch(program)``: run on torch and on the submission; fail with an explanation."""
+def matches_torch(lab: Executor, torch_ref: Executor, request: pytest.FixtureRequest) -> Callable[[Program], None]:
+    """``matches_torch(program)``: run on torch and on the submission; fail with an explanation,
+    led by a diagnosis (the op or the mechanism at fault, the smallest program that shows it)."""
 
     def check(program: Program) -> None:
-        assert_same(program, torch_ref.run(program), lab.run(program))
+        expected, got = torch_ref.run(program), lab.run(program)
+        try:
+            assert_same(program, expected, got)
+        except Mismatch as exc:
+            raise diagnosed(exc, program, expected, got, lab, request.node) from None
 
     return check

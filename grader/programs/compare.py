@@ -36,6 +36,7 @@ class Difference:
     stop: StopAt | None = None
     order: tuple[int, int] = (0, 0)
     when: int = 0   # position in the Program of the observation that showed it: earliest first
+    subject: tuple[str, str] = ("", "")   # (what differs, which tensor or label): read by the diagnosis
 
 
 def describe_step(program: Program, name: str) -> str:
@@ -133,7 +134,7 @@ class Comparer:
                     f"the array given as {self._array_use(key)} was modified in place",
                     ["Tensor(data) must copy data (the caller keeps its array), and ops must never write "
                      "into their inputs (no `out=self.data`, no `+=` on data)."], order=(9, 0),
-                    when=len(self.p.flat_steps())))
+                    when=len(self.p.flat_steps()), subject=("input", key)))
         return self.diffs
 
     @contextlib.contextmanager
@@ -162,13 +163,15 @@ class Comparer:
         if err.get("traceback"):
             details += ["", *str(err["traceback"]).splitlines()]
         self.diffs.append(Difference(f"{err.get('type')}: {err.get('message')}", details,
-                                     StopAt([], index=err.get("step")), order=(-1, 0)))
+                                     StopAt([], index=err.get("step")), order=(-1, 0),
+                                     subject=("error", str(err.get("step")))))
 
     def _tensor(self, label: str, name: str, exp: TensorState, got: TensorState | None) -> None:
         pos = self.order.get(name, 0)
         if got is None:
             if not self.got.error:
-                self.diffs.append(Difference(f"no evidence for {name} at '{label}'", order=(8, pos)))
+                self.diffs.append(Difference(f"no evidence for {name} at '{label}'", order=(8, pos),
+                                             subject=("missing", name)))
             return
         stop = lambda lines: StopAt(lines, label=label, before=True)  # noqa: E731
         if got.requires_grad != exp.requires_grad:
@@ -176,7 +179,8 @@ class Comparer:
                 f"{name}.requires_grad is {got.requires_grad!r}, expected {exp.requires_grad!r} (at '{label}')",
                 [f"{name} = ...: {describe_step(self.p, name)}", _requires_grad_rule(exp.requires_grad)],
                 stop([f"assert {name}.requires_grad is {exp.requires_grad!r}, "
-                      f"f'{name}.requires_grad is {{{name}.requires_grad!r}}'"]), order=(1, pos)))
+                      f"f'{name}.requires_grad is {{{name}.requires_grad!r}}'"]), order=(1, pos),
+                subject=("requires_grad", name)))
         self._array(label, name, "data", exp.data, got.data, got.data_dtype, got.data_problem, pos, stop)
         if exp.grad_is_none != got.grad_is_none:
             want = "None" if exp.grad_is_none else "an array"
@@ -186,7 +190,8 @@ class Comparer:
             self.diffs.append(Difference(f"{name}.grad is {'None' if got.grad_is_none else 'set'}, expected {want} "
                                          f"(at '{label}')",
                                          details, stop([f"assert ({name}.grad is None) is {exp.grad_is_none}, "
-                                                        f"f'{name}.grad is {{{name}.grad!r}}'"]), order=(3, -pos)))
+                                                        f"f'{name}.grad is {{{name}.grad!r}}'"]), order=(3, -pos),
+                                         subject=("grad_none" if exp.grad_is_none else "grad_missing", name)))
         elif not exp.grad_is_none:
             self._array(label, name, "grad", exp.grad, got.grad, got.grad_dtype, got.grad_problem, pos, stop)
 
@@ -200,23 +205,25 @@ class Comparer:
         if problem or got is None:
             self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", where,
                                          stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
-                                         order=order))
+                                         order=order, subject=(kind, name)))
             return
         if got.shape != exp.shape:
             self.diffs.append(Difference(
                 f"{expr} has shape {_shape(got)}, expected {_shape(exp)}", where + _shape_hint(kind, exp, got),
-                stop(_shape_check(expr, exp)), order=order))
+                stop(_shape_check(expr, exp)), order=order, subject=(kind, name)))
             return
         if got_dtype != "float64":
             self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected float64", where,
                                          stop([f"assert np.asarray({expr}).dtype == np.float64, "
-                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order))
+                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order,
+                                         subject=(kind + "_dtype", name)))
             return
         if not np.allclose(got, exp, rtol=self.rtol, atol=self.atol, equal_nan=False):
             details, worst = _value_details(exp, got, self.rtol, self.atol)
             self.diffs.append(Difference(f"{expr} differs from torch.autograd (at '{label}')",
                                          where + [f"shape {_shape(exp)} float64 in both"] + details,
-                                         stop(_array_check(expr, exp, worst, self.rtol, self.atol)), order=order))
+                                         stop(_array_check(expr, exp, worst, self.rtol, self.atol)), order=order,
+                                         subject=(kind, name)))
 
     def _where(self, name: str, kind: str) -> list[str]:
         lines = [f"{name} was made by: {describe_step(self.p, name)}"]
@@ -232,7 +239,8 @@ class Comparer:
         what = "nothing" if not got["raised"] else f"{got['type']}: {got['message']}"
         self.diffs.append(Difference(f"{label}: expected a RuntimeError, got {what}",
                                      ["the contract asks for RuntimeError (NotImplementedError does not count)"],
-                                     StopAt([], label=label), order=(5, 0)))
+                                     StopAt([], label=label), order=(5, 0),
+                                     subject=("caught", label)))
 
     def _fact(self, label: str, exp: Any, got: Any) -> None:
         if got == exp:
@@ -242,7 +250,8 @@ class Comparer:
                     else f"{label}: expected {exp!r}, got {got!r}")
         self.diffs.append(Difference(headline,
                                      [FACTS[step["kind"]].rule],
-                                     StopAt(fact_check(step, exp), label=label, before=True), order=(6, 0)))
+                                     StopAt(fact_check(step, exp), label=label, before=True), order=(6, 0),
+                                     subject=("fact:" + step["kind"], label)))
 
 
 
