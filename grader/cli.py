@@ -13,10 +13,11 @@ import traceback
 import click
 
 from grader import __version__
-from grader.commands import batch, bundle, check, export, grade, gradescope_autograder
+from grader.commands import batch, bundle, check, export, grade, gradescope_autograder, worker
 from grader.errors import ExitStatus, GraderError
 
-COMMANDS = [check.command, grade.command, batch.command, export.command, gradescope_autograder.command, bundle.command]
+COMMANDS = [check.command, grade.command, batch.command, export.command, gradescope_autograder.command, bundle.command,
+            worker.command]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -21,6 +21,7 @@ before the first task arrives.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -62,6 +63,8 @@ class ClusterPool:
 
     def __init__(self, address: str, bundle: AssignmentBundle) -> None:
         distributed = _distributed()
+        for name in ("distributed.client", "distributed.comm", "distributed.core", "distributed.batched"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)   # a lost scheduler is our one clear error
         self.address, self.bundle = address, bundle.to_plain()
         try:
             self.client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
@@ -109,7 +112,7 @@ class ClusterPool:
 
     def _check_connection(self) -> None:
         if self.client.status != "running":
-            self._lost(f"the client is {self.client.status}")
+            self._lost("the connection dropped")
 
     def _lost(self, why: str) -> None:
         raise ClusterError(f"lost the Dask scheduler at {self.address} ({why})",
