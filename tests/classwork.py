@@ -59,7 +59,7 @@ def make_mixed_class(folder: Path, buggy: int = 16) -> list[str]:
     return sorted(p.stem for p in folder.iterdir())
 
 
-_TEMP_NAMES = re.compile(r"/(?:tmp|var/tmp)/[^\s'\"]+|grader-[a-z]+-[A-Za-z0-9_]{6,}")
+_TEMP_NAMES = re.compile(r"/(?:tmp|var/tmp)/[^\s'\":,)]+|grader-[a-z]+-[A-Za-z0-9_]{6,}")
 
 
 def essence(report: Any) -> dict[str, Any]:
@@ -69,7 +69,17 @@ def essence(report: Any) -> dict[str, Any]:
     data.pop("timings")
     for test in data["tests"]:
         test.pop("duration")
-    return json.loads(_TEMP_NAMES.sub("<tmp>", json.dumps(data, sort_keys=True)))
+    return _without_temp_names(data)
+
+
+def _without_temp_names(value: Any) -> Any:
+    if isinstance(value, str):
+        return _TEMP_NAMES.sub("<tmp>", value)
+    if isinstance(value, list):
+        return [_without_temp_names(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_temp_names(v) for k, v in value.items()}
+    return value
 
 
 def essences(reports_dir: Path) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,7 @@ from grader.errors import GraderError, SandboxError
 
 
 @click.command("worker")
-@click.argument("scheduler", envvar=CLUSTER_ENV)
+@click.argument("scheduler", envvar=[CLUSTER_ENV, "DASK_SCHEDULER_ADDRESS"])
 @click.option("--nworkers", type=click.IntRange(min=1), default=1, show_default=True,
               help="worker processes on this machine (one submission at a time each)")
 @click.option("--host", default=None, help="address to listen on (default: Dask's choice)")
