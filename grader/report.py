@@ -55,6 +55,9 @@ OUTPUT_LIMIT = 20_000
 STDOUT_LIMIT = 65_536
 """Most characters of the student's captured prints kept in a report."""
 
+IDENTICAL_PREFIX = "identical to the submission of "
+"""Start of the submission note of a report whose grade a batch copied from an identical submission."""
+
 _SCORE_TOLERANCE = 1e-6
 _CONTROL_CHARACTER = r"[\u0000-\u001f\u007f]"
 _TRUNCATION_MARK = "\n[... {n} characters cut ...]\n"
@@ -527,3 +530,11 @@ def report_from_json(obj: Any, source: str = "report") -> Report:
             for e in exc.errors()[:10]
         ]
         raise ReportError(f"{source}: report is inconsistent:\n" + "\n".join(lines)) from None
+
+
+def identical_to(report: Report) -> str | None:
+    """The student whose grade this report copies (a batch's identical submission), if any."""
+    for note in report.submission.notes:
+        if note.startswith(IDENTICAL_PREFIX):
+            return note[len(IDENTICAL_PREFIX):]
+    return None

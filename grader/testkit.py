@@ -14,10 +14,18 @@ from dataclasses import dataclass
 from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
 from grader.grading.executors import Executor, TestTimeout
 from grader.programs.interpreter import RunResult
-from grader.programs.program import Program
+from grader.programs.program import Handle, Program
 from grader.programs.render import array_literal
 
-__all__ = ["Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed"]
+__all__ = ["Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed", "weighted_sum"]
+
+
+
+def weighted_sum(p: Program, y: Handle, shape: tuple[int, ...], name: str = "loss") -> tuple[Handle, Handle]:
+    """``(y * w).sum()`` with a random constant ``w``: y's upstream gradient is ``w``, not ones."""
+    terms = (y * p.randn_array(shape)).named(f"{name}_terms")
+    return terms, terms.sum().named(name)
+
 
 TARGET_SECONDS = 0.05  # each timed request of the reference lasts about this long
 

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytest
 
 from grader.exporters import EXPORTERS
-from grader.exporters.html_report import (IDENTICAL_PREFIX, failure_message, histogram_counts, identical_to,
-                                          to_html)
+from grader.exporters.html_report import failure_message, histogram_counts, to_html
 from grader.exporters.summary_csv import to_summary_csv
-from grader.report import (Assignment, Environment, Report, SubmissionErrorInfo, SubmissionInfo, TestResult,
-                           Timings, test_name_from_nodeid)
+from grader.report import (IDENTICAL_PREFIX, Assignment, Environment, Report, SubmissionErrorInfo, SubmissionInfo,
+                           TestResult, Timings, identical_to, test_name_from_nodeid)
 
 T0 = datetime(2025, 3, 14, 15, 9, 26, tzinfo=timezone.utc)
 EVIL = '<script>alert("x")</script>'

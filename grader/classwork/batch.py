@@ -43,7 +43,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -52,26 +51,24 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-import numpy as np
-
-import grader
 from grader.assignment import Assignment
 from grader.classwork.roster import Roster, RosterEntry, read_class
 from grader.errors import ExitStatus, GraderError, SubmissionError
-from grader.exporters.html_report import IDENTICAL_PREFIX, identical_to, to_html
+from grader.exporters.html_report import to_html
 from grader.exporters.summary_csv import to_summary_csv
 from grader.classwork.pool import Finished, GradingPool, LocalPool, failure
 from grader.classwork.process_pool import SubprocessPool
 from grader.grading.job import (AssignmentBundle, GradingJob, assignment_bundle, files_digest, grader_digest,
                                 make_job, staged_files)
+from grader.grading.provenance import environment
 from grader.grading.runner import GradeRequest, grade
 from grader.grading.submission import load_submission
-from grader.report import (Assignment as ReportAssignment, Environment, Report, ReportError, SubmissionErrorInfo,
-                           SubmissionFile, SubmissionInfo, Timings, load_report, report_from_json, write_report)
+from grader.report import (IDENTICAL_PREFIX, Assignment as ReportAssignment, Report, ReportError, SubmissionErrorInfo,
+                           SubmissionFile, SubmissionInfo, Timings, identical_to, load_report, report_from_json,
+                           write_report)
 
 DEFAULT_TIMEOUT_S = 3600.0
 """Wall-clock bound of one submission's grading: far above a slow but honest submission's."""
@@ -544,7 +541,7 @@ def sandbox_error_report(student: Student, options: BatchOptions, started_at: da
     finished = max(datetime.now(timezone.utc), started_at)
     return Report.build(
         assignment=ReportAssignment(name=asg.name, title=asg.config.title), tests=[],
-        submission=student.info or unreadable_info(student.entry.path), environment=batch_environment(options),
+        submission=student.info or unreadable_info(student.entry.path), environment=environment(options.backend, options.effective_seed, options.image),
         timings=Timings(started_at=started_at, finished_at=finished, total_seconds=seconds, tests_seconds=0.0),
         student=student.id, status="sandbox-error", error=SubmissionErrorInfo(code=code, message=message, hint=hint),
         max_score=asg.max_score, part_order=tuple(asg.config.parts))
@@ -554,19 +551,6 @@ def unreadable_info(path: Path) -> SubmissionInfo:
     kind = "directory" if path.is_dir() else (path.suffix.lstrip(".") or "file")
     return SubmissionInfo(sha256=NO_SUBMISSION_SHA, kind=kind, notes=["the submission could not be read"])
 
-
-@functools.cache
-def _torch_version() -> str | None:
-    try:
-        return metadata.version("torch")   # without importing torch (seconds) in the batch process
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def batch_environment(options: BatchOptions) -> Environment:
-    return Environment(grader_version=grader.__version__, python=platform.python_version(), numpy=np.__version__,
-                       torch=_torch_version(), platform=platform.platform(), backend=options.backend,
-                       image=options.image, seed=options.effective_seed)
 
 
 def with_submission(report: Report, info: SubmissionInfo) -> Report:

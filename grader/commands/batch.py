@@ -16,8 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 from grader.assignment import find_assignment
 from grader.classwork.batch import (CLUSTER_ENV, DEFAULT_TIMEOUT_S, BatchOptions, BatchResult, Plan, default_jobs,
                                     run_batch)
-from grader.exporters.html_report import identical_to
-from grader.report import Report
+from grader.report import Report, identical_to
 
 
 class RichUI:

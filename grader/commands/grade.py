@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -35,11 +34,9 @@ def command(submission: Path, assignment: str, backend: str, output: Path | None
     asg = find_assignment(assignment)
     image = None
     if backend == "docker":
-        from grader.sandbox.image import describe_image, ensure_image
+        from grader.sandbox.image import ensure_image  # the Docker SDK: docker only
 
-        tag = ensure_image()
-        os.environ["GRADER_SANDBOX_IMAGE"] = tag  # the sandboxes use exactly this image
-        image = describe_image(tag)
+        image = ensure_image()  # built or found once; the sandboxes use exactly this tag
     console = Console(stderr=quiet)
     with console.status(f"grading {submission} ({backend} sandbox)..."):
         result = grade(GradeRequest(asg, submission, backend=backend, seed=seed, student=student, image=image,

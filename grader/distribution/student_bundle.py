@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from grader.assignment import Assignment, AssignmentConfig
 from grader.errors import GraderError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_FILES = ("autograd.py", "autograd.ipynb", "handout.md")
 STAFF_ONLY_KEYS = ("reference",)               # assignment.yaml keys that name staff-only files
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}

@@ -25,9 +25,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from grader.report import Report, TestResult
+from grader.report import Report, TestResult, identical_to
 
-IDENTICAL_PREFIX = "identical to the submission of "
 """How a batch notes a submission it did not grade itself (the note ends with the other student's id)."""
 
 HISTOGRAM_BINS = 10
@@ -84,13 +83,6 @@ _JS = """
 })();
 """
 
-
-def identical_to(report: Report) -> str | None:
-    """The student whose grade this report copies (a batch's identical submission), if any."""
-    for note in report.submission.notes:
-        if note.startswith(IDENTICAL_PREFIX):
-            return note[len(IDENTICAL_PREFIX):]
-    return None
 
 
 def to_html(reports: Sequence[Report], *, report_links: Mapping[str, str] | None = None,

@@ -158,21 +158,22 @@ class SandboxExecutor:
 _counter = itertools.count()
 
 
-def worker_spec(directory: Path, assignment: Assignment, trusted: bool = False) -> WorkerSpec:
+def worker_spec(directory: Path, assignment: Assignment, trusted: bool = False, image: str | None = None) -> WorkerSpec:
     config = assignment.config
-    return WorkerSpec(submission_dir=directory, module=config.module,
-                      banned_imports=tuple(config.banned_imports), limits=assignment.limits, trusted=trusted)
+    return WorkerSpec(submission_dir=directory, module=config.module, banned_imports=tuple(config.banned_imports),
+                      limits=assignment.limits, trusted=trusted, image=image)
 
 
-def start_executor(backend: str, directory: Path, assignment: Assignment, name: str) -> SandboxExecutor:
-    """A started executor for the submission (or the reference) in ``directory``."""
+def start_executor(backend: str, directory: Path, assignment: Assignment, name: str,
+                   image: str | None = None) -> SandboxExecutor:
+    """A started executor for the submission (or the reference) in ``directory``; ``image``: docker's tag."""
     if backend == "trusted-inprocess":
         # Staff-only shortcut for developing suites against the reference: no isolation at all.
         if os.environ.get("GRADER_TRUSTED_INPROCESS") != "1":
             raise GraderError("the trusted-inprocess backend runs code without any sandbox",
                               hint="set GRADER_TRUSTED_INPROCESS=1 only for code you trust (the reference)")
         return trusted_executor(directory, name)  # type: ignore[return-value]
-    sandbox = sandbox_factory(backend)(worker_spec(directory, assignment, trusted=name == "reference"))
+    sandbox = sandbox_factory(backend)(worker_spec(directory, assignment, trusted=name == "reference", image=image))
     return SandboxExecutor(sandbox, timeout=assignment.config.timeouts.request_s, name=name)
 
 

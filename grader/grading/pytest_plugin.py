@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,6 +26,7 @@ from grader.grading.executors import (Executor, SandboxExecutor, SubmissionCrash
                               TorchExecutor)
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
+from grader.report import TestResult
 
 SESSION_NAME = "grader-session"
 MAX_OUTPUT = 20_000
@@ -43,26 +44,13 @@ class TestFacts:
 
 
 @dataclass
-class TestOutcome:
-    name: str
-    nodeid: str
-    part: str
-    max_score: float
-    score: float
-    status: str              # passed | failed | error | timeout
-    visibility: str
-    output: str
-    duration: float
-
-
-@dataclass
 class Outcomes:
     """Everything a run learnt, for the CLI to turn into a report."""
 
     assignment: str
     seed: int
     backend: str
-    tests: list[TestOutcome] = field(default_factory=list)
+    tests: list[TestResult] = field(default_factory=list)
     hidden_not_run: int = 0
     stdout: str = ""
     hello: dict[str, Any] = field(default_factory=dict)
@@ -76,6 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="grade this submission: a folder, a .py, a .zip or an .ipynb")
     group.addoption("--backend", dest="grader_backend", default="local", choices=("local", "docker", "trusted-inprocess"),
                     help="sandbox backend for the submission (default: local)")
+    group.addoption("--image", dest="grader_image", default=None, metavar="TAG",
+                    help="sandbox image tag for the docker backend (default: build or find the current one)")
     group.addoption("--seed", dest="grader_seed", type=int, default=None,
                     help="seed of every Program (default: the assignment's)")
     group.addoption("--assignment", dest="grader_assignment", metavar="PATH",
@@ -147,6 +137,7 @@ class GradingSession:
         self.config = config
         self.submission_path = Path(config.getoption("grader_submission")).resolve()
         self.backend = config.getoption("grader_backend")
+        self.image = config.getoption("grader_image")
         self.seed_option: int | None = config.getoption("grader_seed")
         explicit = config.getoption("grader_assignment")
         self._assignment = load_assignment(Path(explicit)) if explicit else None
@@ -182,7 +173,7 @@ class GradingSession:
             directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
             if directory is None:
                 raise GraderError("this assignment has no reference solution to time against")
-            self.executors[which] = start_executor(self.backend, directory, self.assignment, which)
+            self.executors[which] = start_executor(self.backend, directory, self.assignment, which, image=self.image)
             if which == "lab" and self.outcomes is not None:
                 self.outcomes.hello = dict(self.executors[which].hello)
         return self.executors[which]
@@ -249,9 +240,10 @@ class GradingSession:
         if call.when == "teardown":
             status, text = item.stash.get(_STATUS, ("passed", ""))
             duration = item.stash.get(_DURATION, 0.0) + report.duration
-            self.outcomes.tests.append(TestOutcome(
-                facts.name, item.nodeid, facts.part, facts.points, facts.points if status == "passed" else 0.0,
-                status, facts.visibility, text, duration))
+            self.outcomes.tests.append(TestResult(
+                name=facts.name, nodeid=item.nodeid, part=facts.part, max_score=facts.points,
+                score=facts.points if status == "passed" else 0.0, status=status, visibility=facts.visibility,
+                output=text, duration=max(0.0, duration)))
         else:
             item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
 
@@ -276,7 +268,9 @@ _DURATION = pytest.StashKey[float]()
 def write_outcomes(outcomes: Outcomes, path: Path) -> None:
     """Atomically write the outcomes (temp file + os.replace): a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(asdict(outcomes), indent=1), encoding="utf-8")
+    data = {f.name: getattr(outcomes, f.name) for f in fields(outcomes)}
+    data["tests"] = [t.model_dump(mode="json") for t in outcomes.tests]
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
 

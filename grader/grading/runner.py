@@ -11,8 +11,6 @@ import contextlib
 import io
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,14 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import pytest
 
-import grader
 from grader.assignment import Assignment
 from grader.errors import GraderError, SubmissionError
-from grader.report import (Assignment as ReportAssignment, Environment, Report, SubmissionErrorInfo,
-                           SubmissionFile, SubmissionInfo, TestResult, Timings)
+from grader.report import (Assignment as ReportAssignment, Report, SubmissionErrorInfo, SubmissionFile,
+                           SubmissionInfo, TestResult, Timings)
+from grader.grading.provenance import environment
 from grader.grading.submission import Submission, load_submission
 
 
@@ -42,7 +39,7 @@ class GradeRequest:
     visible_only: bool = False
     parts: tuple[str, ...] = ()
     student: str | None = None
-    image: str | None = None
+    image: str | None = None          # docker: the sandbox image tag to grade in
 
     @property
     def effective_seed(self) -> int:
@@ -60,6 +57,8 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
     if not req.visible_only or req.assignment.hidden_tests.is_dir():
         dirs.append(req.assignment.hidden_tests)
     args = [str(d) for d in dirs if d.is_dir()]
+    if req.image:
+        args += ["--image", req.image]
     args += ["--submission", str(req.submission), "--backend", req.backend,
              "--assignment", str(req.assignment.root), "--seed", str(req.effective_seed),
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
@@ -107,17 +106,6 @@ def _only_the_grader_plugin() -> Iterator[None]:
 _BROKEN_RUN = {2, 3, 4, 5}
 
 
-def _environment(req: GradeRequest) -> Environment:
-    try:
-        import torch
-
-        torch_version: str | None = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch_version = None
-    return Environment(grader_version=grader.__version__, python=platform.python_version(),
-                       numpy=np.__version__, torch=torch_version, platform=platform.platform(),
-                       backend=req.backend, image=req.image, seed=req.effective_seed)
-
 
 def _submission_info(sub: Submission | None, source: Path) -> SubmissionInfo:
     if sub is None:
@@ -133,9 +121,7 @@ def _kind_of(path: Path) -> str:
 
 
 def _tests(outcomes: dict) -> list[TestResult]:
-    return [TestResult(name=t["name"], nodeid=t["nodeid"], part=t["part"], score=t["score"],
-                       max_score=t["max_score"], status=t["status"], visibility=t["visibility"],
-                       output=t["output"], duration=max(0.0, t["duration"])) for t in outcomes["tests"]]
+    return [TestResult.model_validate(t) for t in outcomes["tests"]]
 
 
 def _import_error(outcomes: dict) -> SubmissionErrorInfo | None:
@@ -174,7 +160,7 @@ def grade(req: GradeRequest) -> GradeResult:
         tests = [t.model_copy(update={"score": 0.0}) for t in tests]
     report = Report.build(
         assignment=ReportAssignment(name=req.assignment.name, title=req.assignment.config.title),
-        tests=tests, submission=_submission_info(sub, req.submission), environment=_environment(req),
+        tests=tests, submission=_submission_info(sub, req.submission), environment=environment(req.backend, req.effective_seed, req.image),
         timings=Timings(started_at=started, finished_at=datetime.now(timezone.utc),
                         total_seconds=time.perf_counter() - clock, tests_seconds=tests_seconds),
         student=req.student, stdout=str(outcomes.get("stdout", "")),
@@ -189,7 +175,3 @@ def _max_score(req: GradeRequest, tests: Sequence[TestResult]) -> float:
     if req.visible_only or req.parts:
         return sum(t.max_score for t in tests)
     return max(req.assignment.max_score, sum(t.max_score for t in tests))
-
-
-def python_executable() -> str:
-    return sys.executable

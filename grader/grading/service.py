@@ -42,7 +42,7 @@ class Service:
     def __init__(self) -> None:
         self.assignments: dict[tuple[str, str], Assignment] = {}
         self.digest = grader_digest()
-        self.image: tuple[str, str] | None = None       # (tag, "tag@id")
+        self.image: str | None = None                   # docker: the sandbox image tag, checked once
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -77,16 +77,13 @@ class Service:
         if job.backend != "docker":
             return None
         if self.image is None:
-            from grader.sandbox.image import describe_image, ensure_image
+            from grader.sandbox.image import ensure_image  # the Docker SDK: docker only
 
-            tag = ensure_image()
-            self.image = (tag, describe_image(tag))
-            os.environ["GRADER_SANDBOX_IMAGE"] = tag     # the sandboxes use exactly this image
-        tag, described = self.image
-        if job.image_tag is not None and tag != job.image_tag:
-            raise JobRefused(f"this worker's sandbox image is {tag}, the batch grades with {job.image_tag}",
+            self.image = ensure_image()
+        if job.image_tag is not None and self.image != job.image_tag:
+            raise JobRefused(f"this worker's sandbox image is {self.image}, the batch grades with {job.image_tag}",
                              hint="the worker's grader files differ from the client's: update the worker")
-        return described
+        return self.image       # the sandboxes use exactly this tag; the report records it as tag@id
 
 
 def watch_parent(parent: int) -> None:

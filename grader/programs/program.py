@@ -24,7 +24,6 @@ import numpy as np
 
 from grader.programs.ops import FACTS
 
-Operand = "Handle | int | float | np.ndarray"
 PROGRAM_VERSION = 1
 
 
@@ -184,15 +183,6 @@ class Program:
     def to_wire(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         header = {"version": PROGRAM_VERSION, "title": self.title, "seed": self.seed, "steps": self.steps}
         return header, dict(self.arrays)
-
-    @classmethod
-    def from_wire(cls, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> Program:
-        """Rebuild a Program (used by tests and tools; reproducers are rendered from the original)."""
-        if header.get("version") != PROGRAM_VERSION:
-            raise ValueError(f"unsupported program version {header.get('version')!r}")
-        p = cls(title=header["title"], seed=int(header["seed"]), steps=header["steps"], arrays=dict(arrays))
-        p.origins = {k: _ArrayOrigin("literal") for k in arrays}
-        return p
 
     def variant(self, k: int) -> Program:
         """The same steps on fresh random draws (seed ``(seed, k)`` mixed): for timed runs that must each

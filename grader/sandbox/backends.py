@@ -7,7 +7,7 @@ knows plain limits (``WorkerSpec``), not assignments: ``grader.grading.executors
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Callable
 
 from grader.errors import GraderError
 from grader.sandbox.base import Sandbox, WorkerSpec
@@ -23,7 +23,3 @@ def sandbox_factory(backend: str) -> Callable[[WorkerSpec], Sandbox]:
         raise GraderError(f"unknown backend {backend!r}", hint=f"choose one of: {', '.join(BACKENDS)}")
     module, _, name = BACKENDS[backend].partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def describe(backend: str) -> dict[str, Any]:
-    return {"backend": backend, "factory": BACKENDS.get(backend)}

@@ -36,6 +36,7 @@ class WorkerSpec:
     banned_imports: tuple[str, ...] = ("torch",)
     limits: SandboxLimits = field(default_factory=SandboxLimits)
     trusted: bool = False                    # the staff reference: its files must stay unreadable to submissions
+    image: str | None = None                 # the sandbox image tag, for backends that run one (docker)
 
 
 class SandboxTimeout(Exception):

@@ -298,7 +298,7 @@ def _pid_alive(pid: int) -> bool:
 class DockerSandbox:
     """A worker on one submission inside its own container (the ``Sandbox`` protocol).
 
-    The image is ``image``, else ``$GRADER_SANDBOX_IMAGE``, else ``ensure_image()``'s.
+    The image is ``image``, else ``spec.image``, else ``ensure_image()``'s.
     After a timeout or a crash the container is gone; ``start()`` (or ``restart()``, or
     the next ``request``) starts a fresh one, whose hello header is kept in ``hello``.
     """
@@ -309,7 +309,7 @@ class DockerSandbox:
         self.spec = spec
         self.limits = spec.limits
         self.hello: dict[str, Any] | None = None
-        self._image = image or os.environ.get("GRADER_SANDBOX_IMAGE") or None
+        self._image = image or spec.image
         self._client = client
         self._command = command or worker_command(spec)
         self._staged: tempfile.TemporaryDirectory | None = None
