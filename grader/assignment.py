@@ -94,6 +94,12 @@ class Assignment:
         return self.root / "tests" / "hidden"
 
     @property
+    def expectations_dir(self) -> Path:
+        """torch's results of the suites' Programs at ``seed`` (``grader expectations build``):
+        ``public.{json,npz}`` (shipped to students) and ``hidden.{json,npz}`` (staff only)."""
+        return self.root / "expectations"
+
+    @property
     def reference_dir(self) -> Path | None:
         """The staff solution's folder, or None where it is not shipped (a student bundle)."""
         if self.config.reference is None:

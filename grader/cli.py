@@ -7,20 +7,46 @@ with ``--traceback`` (for staff). No raw traceback ever reaches a student.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 
 import click
 
 from grader import __version__
-from grader.commands import batch, bundle, check, export, grade, gradescope_autograder, worker
 from grader.errors import ExitStatus, GraderError
 
-COMMANDS = [check.command, grade.command, batch.command, export.command, gradescope_autograder.command, bundle.command,
-            worker.command]
+# name -> module of grader/commands/ whose ``command`` it is. Imported only when run (or listed by
+# --help): `grader check` must not pay for the Docker SDK, the exporters or the batch machinery.
+COMMANDS = {"check": "check", "grade": "grade", "batch": "batch", "export": "export",
+            "gradescope-autograder": "gradescope_autograder", "bundle": "bundle",
+            "expectations": "expectations", "image": "image", "worker": "worker"}
+OPTIONAL = {"image"}  # needs more than the core (the Docker SDK): hidden when that is missing
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """click's documented lazy-loading group: a command's module is imported when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(n for n in COMMANDS if self._load(n) is not None)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"grader.commands.{COMMANDS[name]}")
+        except ImportError:
+            if name in OPTIONAL:
+                return None
+            raise
+        return module.command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="grader")
 @click.option("--traceback", "show_traceback", is_flag=True, help="show the full traceback of internal errors")
 @click.pass_context
@@ -33,22 +59,6 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
                grader export gradescope r.json     LMS and CI formats
     """
     ctx.obj = {"traceback": show_traceback}
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
-def _add_optional_commands() -> None:
-    """Commands whose modules need more than the core (the Docker SDK) register when importable."""
-    try:
-        from grader.commands import image
-    except ImportError:
-        return
-    cli.add_command(image.command)
-
-
-_add_optional_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

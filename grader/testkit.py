@@ -2,18 +2,21 @@
 
 Speed is judged on the host clock around worker calls, as a ratio against the reference
 solution in a separate worker under the same limits, interleaved round by round, median of
-the rounds; the timed run's evidence is checked too, so a fast wrong answer earns nothing.
+the rounds, stopping as soon as the verdict is clear (``verdict_is_clear``). Every timed run
+is its own request on fresh draws (``Program.variant``) and its answer is checked: the first
+against torch, the others against the reference's answer on the same draws. So a fast wrong
+answer earns nothing, and the harness's own work (torch, transport) stays off the clock.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
 from grader.grading.executors import Executor, TestTimeout
-from grader.programs.interpreter import RunResult
+from grader.programs.interpreter import RunResult, split_point
 from grader.programs.program import Handle, Program
 from grader.programs.render import array_literal
 
@@ -27,15 +30,38 @@ def weighted_sum(p: Program, y: Handle, shape: tuple[int, ...], name: str = "los
     return terms, terms.sum().named(name)
 
 
-TARGET_SECONDS = 0.05  # each timed request of the reference lasts about this long
+TARGET_SECONDS = 0.03  # each round times about this much of the reference's work, in separate requests
+MIN_ROUNDS = 3         # the fewest rounds a verdict rests on
+CONFIDENCE = 0.99      # one-sided: how sure an early verdict is, for log-ratios of i.i.d. rounds
+# one-sided 99% quantiles of Student's t for 1..12 degrees of freedom (a table, not a library call:
+# the test kit must not need scipy)
+_T99 = (31.821, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
 
 
 @dataclass(frozen=True)
 class SpeedMeasurement:
-    ratio: float | None          # median(lab) / median(reference); None without a reference
-    repeats: int
-    lab_seconds: list[float]
+    ratio: float | None          # the judged ratio (see ``ratios``); None without a reference
+    repeats: int                 # timed runs (requests) per side per round
+    lab_seconds: list[float]     # per round: the mean seconds of one run
     reference_seconds: list[float]
+    limit: float | None = None   # the ratio the rounds were decided against (None: every round ran)
+    decision: str = ""           # how the number of rounds was chosen, for the test's output
+    lab_backward_seconds: list[float] = field(default_factory=list)        # the backward request alone
+    reference_backward_seconds: list[float] = field(default_factory=list)  # (empty: runs not split)
+
+    @property
+    def rounds(self) -> int:
+        return len(self.lab_seconds)
+
+    @property
+    def whole_ratio(self) -> float:
+        return statistics.median(self.lab_seconds) / statistics.median(self.reference_seconds)
+
+    @property
+    def backward_ratio(self) -> float | None:
+        if not self.lab_backward_seconds:
+            return None
+        return statistics.median(self.lab_backward_seconds) / statistics.median(self.reference_backward_seconds)
 
     def within(self, factor: float) -> bool:
         """Within ``factor`` of the reference; without one, the time limit already passed is the judge."""
@@ -43,12 +69,59 @@ class SpeedMeasurement:
 
     def summary(self) -> str:
         if self.ratio is None:
-            return ("no reference here (a student bundle): judged only by the time limit of one run; "
-                    "the graded run compares with the staff solution")
+            return ("judged only by the time limit of one run (`grader check` and the student bundle run no "
+                    "reference); the graded run also compares your time with the staff solution's")
         lab, ref = statistics.median(self.lab_seconds), statistics.median(self.reference_seconds)
-        return (f"median of {len(self.lab_seconds)} interleaved rounds of {self.repeats} run(s): "
-                f"yours {lab / self.repeats * 1e3:.2f} ms, reference {ref / self.repeats * 1e3:.2f} ms "
-                f"per run, ratio {self.ratio:.2f}x")
+        text = (f"median of {self.rounds} interleaved rounds of {self.repeats} run(s): "
+                f"yours {lab * 1e3:.2f} ms, reference {ref * 1e3:.2f} ms per run, ratio {self.whole_ratio:.2f}x")
+        if self.backward_ratio is not None:
+            bl, br = statistics.median(self.lab_backward_seconds), statistics.median(self.reference_backward_seconds)
+            text += (f"; backward() alone: yours {bl * 1e3:.2f} ms, reference {br * 1e3:.2f} ms, "
+                     f"ratio {self.backward_ratio:.2f}x; judged: {self.ratio:.2f}x")
+        return text + (f" ({self.decision})" if self.decision else "")
+
+
+@dataclass
+class _Rounds:
+    """Per-round mean seconds of one run, for each side; ``backward`` lists only when runs are split."""
+
+    lab: list[float] = field(default_factory=list)
+    ref: list[float] = field(default_factory=list)
+    lab_backward: list[float] = field(default_factory=list)
+    ref_backward: list[float] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        """Each round's judged ratio: the whole run's, or the worse of it and backward's alone."""
+        whole = [a / max(b, 1e-9) for a, b in zip(self.lab, self.ref)]
+        if not self.lab_backward:
+            return whole
+        return [max(w, a / max(b, 1e-9)) for w, a, b in zip(whole, self.lab_backward, self.ref_backward)]
+
+    def ratio(self) -> float:
+        whole = statistics.median(self.lab) / statistics.median(self.ref)
+        if not self.lab_backward:
+            return whole
+        return max(whole, statistics.median(self.lab_backward) / statistics.median(self.ref_backward))
+
+
+def ratio_bounds(ratios: list[float]) -> tuple[float, float]:
+    """A one-sided ``CONFIDENCE`` interval (low, high) of the typical ratio, from per-round log-ratios."""
+    logs = [math.log(max(r, 1e-9)) for r in ratios]
+    n = len(logs)
+    if n < 2:
+        return 0.0, math.inf
+    half = _T99[min(n - 2, len(_T99) - 1)] * statistics.stdev(logs) / math.sqrt(n)
+    mean = statistics.fmean(logs)
+    return math.exp(mean - half), math.exp(mean + half)
+
+
+def verdict_is_clear(ratios: list[float], limit: float) -> bool:
+    """True when enough rounds put the ratio on one side of ``limit``: every round on that side, and
+    the ``CONFIDENCE`` bound too (so a run stops early only when more rounds could not change it)."""
+    if len(ratios) < MIN_ROUNDS:
+        return False
+    low, high = ratio_bounds(ratios)
+    return (high < limit and max(ratios) < limit) or (low > limit and min(ratios) > limit)
 
 
 def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> str:
@@ -75,14 +148,21 @@ def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> s
 
 
 def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-                  rounds: int, slow_limit_s: float, loop_script: list[str] | None = None) -> SpeedMeasurement:
+                  rounds: int, slow_limit_s: float, loop_script: list[str] | None = None,
+                  limit: float | None = None, split_backward: bool = False) -> SpeedMeasurement:
     """Interleave timed runs of ``program`` on ``lab`` and ``reference``; check the evidence too.
 
-    ``slow_limit_s`` bounds one run of the submission: past it the test fails as too slow.
+    ``slow_limit_s`` bounds one run (one request) of the submission: past it the test fails as too slow.
+    With ``limit`` (the ratio the test judges), rounds stop once the verdict is clear
+    (``verdict_is_clear``, at least ``MIN_ROUNDS``); at ``rounds`` a verdict still near the limit
+    gets up to ``rounds`` more, so a busy machine costs time, not a correct student's points.
+    ``split_backward`` times each run as two requests, the graph building and then ``backward()``
+    on (``split_point``), and judges the worse of the whole run's ratio and backward's alone: moving
+    work from one to the other cannot help, and a slow backward is not diluted by the forward ops.
     ``loop_script`` replaces the reproducer of a wrong answer by ``loop_reproducer``'s short one.
     """
     try:
-        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s)
+        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s, limit, split_backward)
     except Mismatch as exc:
         if loop_script is None:
             raise
@@ -92,36 +172,91 @@ def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor
                        f"next to your autograd.py and run it:\n\n{script}") from None
 
 
+def _timed_run(executor: Executor, program: Program, split: int | None,
+               timeout: float | None) -> tuple[float, float, RunResult]:
+    """(seconds of the whole run, seconds of its backward part or 0.0, evidence): one or two requests."""
+    if split is None:
+        seconds, evidence = executor.time(program, 1, timeout=timeout)
+        return seconds, 0.0, evidence
+    built, backward, evidence = executor.time_split(program, split, timeout=timeout)
+    return built + backward, backward, evidence
+
+
+def _too_slow(program: Program, slow_limit_s: float, first_ref: float | None) -> AssertionError:
+    yardstick = f"; the reference needs {first_ref:.3f} s" if first_ref is not None else ""
+    return AssertionError(f"{program.title}: one run did not finish within {slow_limit_s:g} s{yardstick}. "
+                          "Look for Python loops over elements, recursion, or work repeated per path.")
+
+
 def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-             rounds: int, slow_limit_s: float) -> SpeedMeasurement:
+             rounds: int, slow_limit_s: float, limit: float | None, split_backward: bool) -> SpeedMeasurement:
+    # torch judges the first run (from the expectations file where there is one); every later run is
+    # judged against the reference's answer on the same fresh draws, which the round computes anyway.
+    split = split_point(program.steps) if split_backward else None
     expected = torch_ref.run(program)
-    first_ref = reference.time(program, 1)[0] if reference is not None else None
+    first_ref = _timed_run(reference, program, split, None) if reference is not None else None
     try:
-        _, evidence = lab.time(program, 1, timeout=slow_limit_s)
+        first_lab = _timed_run(lab, program, split, slow_limit_s)
     except TestTimeout:
-        yardstick = f"; the reference needs {first_ref:.3f} s" if first_ref is not None else ""
-        raise AssertionError(
-            f"{program.title}: one run did not finish within {slow_limit_s:g} s{yardstick}. "
-            "Look for Python loops over elements, recursion, or work repeated per path."
-        ) from None
-    assert_same(program, expected, evidence)
-    if reference is None or first_ref is None:
+        raise _too_slow(program, slow_limit_s, first_ref[0] if first_ref else None) from None
+    assert_same(program, expected, first_lab[2])
+    if first_ref is None:
         return SpeedMeasurement(None, 1, [], [])
-    repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref, 1e-6))))
-    lab_times: list[float] = []
-    ref_times: list[float] = []
-    for i in range(rounds):
-        # Every timed run is its own request on fresh draws, and the submission's answer to each is
-        # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
-        variants = [program.variant(i * repeats + r) for r in range(repeats)]
-        pair = [(lab, lab_times), (reference, ref_times)]
-        for executor, times in pair if i % 2 else reversed(pair):
-            total = 0.0
-            for variant in variants:
-                seconds, evidence = executor.time(variant, 1, timeout=slow_limit_s)
-                total += seconds
-                if executor is lab:
-                    assert_same(variant, torch_ref.run(variant), evidence)
-            times.append(total)
-    ratio = statistics.median(lab_times) / statistics.median(ref_times)
-    return SpeedMeasurement(ratio, repeats, lab_times, ref_times)
+    repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref[0], 1e-6))))
+    data = _Rounds()
+    if repeats == 1:  # the first runs are round 0 when one run is long enough to time on its own
+        _record(data, split, first_lab[:2], first_ref[:2])
+    most = rounds if limit is None else 2 * rounds
+    for i in range(len(data.lab), most):
+        _round(lab, reference, program, i, repeats, split, slow_limit_s, data)
+        if limit is None:
+            continue
+        if verdict_is_clear(data.ratios(), limit):
+            break
+        if len(data.lab) >= rounds and data.ratio() <= limit:
+            break  # a pass at the planned rounds; only a fail near the limit gets more rounds
+    return SpeedMeasurement(data.ratio(), repeats, data.lab, data.ref, limit,
+                            _decision(len(data.lab), rounds, limit, data.ratios()), data.lab_backward,
+                            data.ref_backward)
+
+
+def _record(data: _Rounds, split: int | None, lab: tuple[float, float], ref: tuple[float, float]) -> None:
+    data.lab.append(lab[0])
+    data.ref.append(ref[0])
+    if split is not None:
+        data.lab_backward.append(lab[1])
+        data.ref_backward.append(ref[1])
+
+
+def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats: int, split: int | None,
+           slow_limit_s: float, data: _Rounds) -> None:
+    """One interleaved round: ``repeats`` fresh variants on each side; every lab answer is checked
+    against the reference's answer on the same variant (trusted, and computed by the round anyway)."""
+    # Every timed run is its own request on fresh draws, and the submission's answer to each is
+    # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
+    variants = [program.variant(i * repeats + r) for r in range(repeats)]
+    answers: dict[str, list[RunResult]] = {"lab": [], "reference": []}
+    totals = {"lab": [0.0, 0.0], "reference": [0.0, 0.0]}
+    for side in (("reference", "lab") if i % 2 == 0 else ("lab", "reference")):
+        executor, timeout = (lab, slow_limit_s) if side == "lab" else (reference, None)
+        for variant in variants:
+            whole, backward, evidence = _timed_run(executor, variant, split, timeout)
+            totals[side][0] += whole
+            totals[side][1] += backward
+            answers[side].append(evidence)
+    for variant, expected, got in zip(variants, answers["reference"], answers["lab"]):
+        assert_same(variant, expected, got)
+    _record(data, split, (totals["lab"][0] / repeats, totals["lab"][1] / repeats),
+            (totals["reference"][0] / repeats, totals["reference"][1] / repeats))
+
+
+def _decision(used: int, rounds: int, limit: float | None, ratios: list[float]) -> str:
+    if limit is None:
+        return f"all {used} rounds"
+    low, high = ratio_bounds(ratios)
+    bound = f"{CONFIDENCE:.0%} bounds {low:.2f}x..{high:.2f}x against the limit {limit:g}x"
+    if used < rounds:
+        return f"verdict clear after {used} of up to {rounds} rounds: {bound}"
+    if used > rounds:
+        return f"near the limit: {used} rounds instead of {rounds}, {bound}"
+    return f"{used} rounds, {bound}"

@@ -59,8 +59,11 @@ def test_bundle_holds_what_students_need(bundle: Path, assignment) -> None:
               for p in assignment.public_tests.rglob("*.py")}
     wheels = [name for name in files if name.startswith("wheels/")]
     assert len(wheels) == 1 and re.fullmatch(r"wheels/autograd_lab_grader-[\w.]+-py3-none-any\.whl", wheels[0])
+    expectations = {"autograd-lab/expectations/public.json", "autograd-lab/expectations/public.npz"}
     assert set(files) == {"README.md", "handout.md", "autograd.py", "autograd.ipynb",
-                          "autograd-lab/assignment.yaml", *public, *wheels}
+                          "autograd-lab/assignment.yaml", *public, *wheels, *expectations}
+    for name in expectations:  # torch's public results, so students need no torch; never the hidden ones
+        assert files[name].read_bytes() == (assignment.expectations_dir / Path(name).name).read_bytes()
     for name in ("autograd.py", "autograd.ipynb", "handout.md"):
         assert files[name].read_bytes() == (TEMPLATE / name).read_bytes()
     for name in public:

@@ -1,8 +1,11 @@
 """Red team: hostile submissions graded end to end, as a TA grades them.
 
-Each submission under ``tests/red_team/<name>/autograd.py`` is an honest part (the reference,
-the template or a buggy variant, copied verbatim) followed by an attack on the grader; its entry
-in ``tests/red_team/catalog.yaml`` says what it does and what must hold when it is graded:
+Each case stores only its attack, ``tests/red_team/<name>/attack.py``; its entry in
+``tests/red_team/catalog.yaml`` names its ``base`` (the reference, the template or a buggy variant
+of ``tests/buggy``), what it does and what must hold when it is graded. The submission graded is
+assembled at test time, in a temp folder: the base as it is today, the line
+``# ==== red-team attack: <name> ====``, then the attack (so the honest part is never out of date).
+What must hold:
 
 - the grade finishes within its time bound and the report validates against the schema;
 - the score is what the honest part alone earns, graded the same way (or no more than that,
@@ -15,8 +18,7 @@ withstand (it has no file-system or network isolation). Without a Docker engine 
 cases skip, unless ``GRADER_REQUIRE_DOCKER=1``: then they fail.
 
 Cases whose catalog entry has ``weakness:`` fail today: the entry and the assertion message say
-what breaks. ``python tests/test_red_team.py --refresh`` re-copies every honest part from its
-base after the reference, the template or a buggy variant changed.
+what breaks.
 """
 
 from __future__ import annotations
@@ -72,12 +74,30 @@ def base_path(base: str) -> Path:
     return variant_file(variant) if kind == "buggy" else BASES[base]
 
 
-def split_submission(name: str) -> tuple[str, str]:
-    """(honest part, attack) of a red-team submission."""
-    text = (RED_TEAM / name / "autograd.py").read_text(encoding="utf-8")
-    honest, mark, attack = text.partition("\n\n\n" + ATTACK_MARK.format(name=name) + "\n")
-    assert mark, f"tests/red_team/{name}/autograd.py lacks its line {ATTACK_MARK.format(name=name)!r}"
-    return honest + "\n", attack
+def honest_text(name: str) -> str:
+    """The case's honest part: its base, as it is today."""
+    return base_path(CASES[name]["base"]).read_text(encoding="utf-8")
+
+
+def submission_text(name: str) -> str:
+    """The case's submission: its base, the attack's mark line, then the attack."""
+    attack = (RED_TEAM / name / "attack.py").read_text(encoding="utf-8")
+    return honest_text(name).rstrip("\n") + "\n\n\n" + ATTACK_MARK.format(name=name) + "\n" + attack
+
+
+@pytest.fixture(scope="session")
+def red_team(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``red_team(name)``: a folder holding the case's assembled ``autograd.py`` (made once a session)."""
+    made: dict[str, Path] = {}
+
+    def submission(name: str) -> Path:
+        if name not in made:
+            folder = tmp_path_factory.mktemp(f"submission-{name}")
+            (folder / "autograd.py").write_text(submission_text(name), encoding="utf-8")
+            made[name] = folder
+        return made[name]
+
+    return submission
 
 
 def expectations(case: dict[str, Any], backend: str) -> dict[str, Any]:
@@ -109,12 +129,14 @@ def test_catalog_lists_every_submission_once():
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_submission_is_its_base_plus_an_attack(name):
-    honest, attack = split_submission(name)
-    base = base_path(CASES[name]["base"])
-    assert honest == base.read_text(encoding="utf-8"), (
-        f"the honest part of tests/red_team/{name}/autograd.py is not {base.relative_to(ROOT)} any more; "
-        "run `python tests/test_red_team.py --refresh`")
-    compile(honest + attack, f"{name}/autograd.py", "exec")
+    attack = (RED_TEAM / name / "attack.py").read_text(encoding="utf-8")
+    assert sorted(p.name for p in (RED_TEAM / name).iterdir()) == ["attack.py"], f"tests/red_team/{name}/"
+    assert attack.strip() or name in PREPARE, f"tests/red_team/{name}/attack.py is empty"   # shipped_extras: files
+    assert honest_text(name).strip() not in attack, (
+        f"tests/red_team/{name}/attack.py should hold the attack alone, not a copy of its base")
+    text = submission_text(name)
+    assert text.startswith(honest_text(name).rstrip("\n")) and text.endswith(attack)
+    compile(text, f"{name}/autograd.py", "exec")
 
 
 # ---- sandboxes ----
@@ -371,12 +393,12 @@ def honest_grades(tmp_path_factory: pytest.TempPathFactory, assignments: dict[st
     cache: dict[tuple[str, str, str], Report] = {}
 
     def honest(name: str, backend: str) -> Report:
-        honest_text, _ = split_submission(name)
+        honest = honest_text(name)
         how = CASES[name]["grade"]
-        key = (hashlib.sha256(honest_text.encode()).hexdigest(), backend, repr(sorted(how.items())))
+        key = (hashlib.sha256(honest.encode()).hexdigest(), backend, repr(sorted(how.items())))
         if key not in cache:
             folder = tmp_path_factory.mktemp("honest")
-            (folder / "autograd.py").write_text(honest_text, encoding="utf-8")
+            (folder / "autograd.py").write_text(honest, encoding="utf-8")
             report = grade(GradeRequest(assignments[how["timeouts"]], folder, backend=backend,
                                         parts=tuple(how["parts"]), visible_only=how["visible_only"])).report
             validate_report_json(report.to_jsonable())
@@ -399,7 +421,7 @@ class Context:
 
 def copy_submission(ctx: Context, replace: dict[str, str]) -> Path:
     """A copy of the submission with some lines rewritten (the attack's target addresses)."""
-    text = (RED_TEAM / ctx.name / "autograd.py").read_text(encoding="utf-8")
+    text = submission_text(ctx.name)
     for old, new in replace.items():
         assert old in text, f"{ctx.name}: no line {old!r} to rewrite"
         text = text.replace(old, new)
@@ -595,7 +617,7 @@ def _check_tests(where: str, expect: dict[str, Any], report: Report, honest: Rep
 
 
 @pytest.mark.parametrize("name, backend", graded_params(lambda case: not case["grade"].get("speed_probe")))
-def test_attack(name, backend, sandbox_backend, assignments, honest_grades, tmp_path, request):
+def test_attack(name, backend, sandbox_backend, assignments, honest_grades, red_team, tmp_path, request):
     case = CASES[name]
     sandbox_backend(backend)
     client = request.getfixturevalue("docker_client") if backend == "docker" else None
@@ -603,7 +625,7 @@ def test_attack(name, backend, sandbox_backend, assignments, honest_grades, tmp_
         pytest.skip("as non-root the local worker runs as the grader's user and may kill it: "
                     "see test_local_backend_as_a_non_root_grader_survives_kill_parent")
     ctx = Context(name, backend, tmp_path)
-    submission = PREPARE[name](ctx, client) if name in PREPARE else RED_TEAM / name
+    submission = PREPARE[name](ctx, client) if name in PREPARE else red_team(name)
     how = case["grade"]
     honest = honest_grades(name, backend)
     PICKLE_MARKER.unlink(missing_ok=True)
@@ -618,12 +640,12 @@ def test_attack(name, backend, sandbox_backend, assignments, honest_grades, tmp_
 # ---- positive controls: the attacks would work if the walls were not there ----
 
 
-def test_torch_delegation_would_earn_full_marks_if_torch_were_importable(assignments, monkeypatch):
+def test_torch_delegation_would_earn_full_marks_if_torch_were_importable(assignments, red_team, monkeypatch):
     """The torch cases' implementation is real: run on the host (trusted, in-process), it passes."""
     from grader.grading.runner import run_suites
 
     monkeypatch.setenv("GRADER_TRUSTED_INPROCESS", "1")
-    outcomes = run_suites(GradeRequest(assignments["assignment"], RED_TEAM / "torch_import",
+    outcomes = run_suites(GradeRequest(assignments["assignment"], red_team("torch_import"),
                                        backend="trusted-inprocess", parts=("mlp",), visible_only=True))
     assert outcomes["tests"] and all(t["status"] == "passed" for t in outcomes["tests"]), [
         (t["name"], t["output"][:300]) for t in outcomes["tests"] if t["status"] != "passed"]
@@ -635,9 +657,9 @@ def test_pickle_payload_would_create_the_marker_if_unpickled(tmp_path):
     import pickle
     import zipfile
 
-    source = RED_TEAM / "pickle_frame_in_backward" / "autograd.py"
     scope: dict[str, Any] = {"__name__": "_red_team_pickle_probe"}
-    exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), scope)   # no __pycache__ left
+    source = submission_text("pickle_frame_in_backward")
+    exec(compile(source, "pickle_frame_in_backward/autograd.py", "exec"), scope)   # no __pycache__ left
     scope["RED_TEAM_MARKER"] = str(tmp_path / "marker")
     frames = scope["_pickle_frames"]()
     payload = frames[frames.index(b"PK\x03\x04"):]
@@ -664,7 +686,7 @@ def speed_probe_program():
 
 
 @pytest.mark.parametrize("name, backend", graded_params(lambda case: case["name"] == "skip_timed_repeats"))
-def test_timed_repeats_cannot_be_skipped(name, backend, sandbox_backend, assignments):
+def test_timed_repeats_cannot_be_skipped(name, backend, sandbox_backend, assignments, red_team):
     """A submission that patches the worker's ``run_program`` to skip all but the last of a request's
     repeats must not look faster through ``measure_speed``, which the speed tests use: it times every
     run as its own request on fresh draws and checks each answer, so there is nothing left to skip."""
@@ -674,8 +696,8 @@ def test_timed_repeats_cannot_be_skipped(name, backend, sandbox_backend, assignm
 
     sandbox_backend(backend)
     asg, program = assignments["assignment"], speed_probe_program()
-    control = start_executor(backend, RED_TEAM / "control_slow_backward", asg, "reference")
-    attacked = start_executor(backend, RED_TEAM / name, asg, "lab")
+    control = start_executor(backend, red_team("control_slow_backward"), asg, "reference")
+    attacked = start_executor(backend, red_team(name), asg, "lab")
     try:
         m = measure_speed(attacked, control, TorchExecutor(), program, rounds=3, slow_limit_s=10.0)
     finally:
@@ -699,12 +721,12 @@ def _as_non_root_grader(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="a known, documented limit: run by a non-root user, the local backend has no privilege separation (README, How it works); Docker is the boundary for untrusted work")
-def test_local_backend_as_a_non_root_grader_blocks_torch(assignments, monkeypatch):
+def test_local_backend_as_a_non_root_grader_blocks_torch(assignments, red_team, monkeypatch):
     """Known weakness. Without root the worker runs as the grader's user, who can read the grader's
     own site-packages: after undoing the worker's guards and widening sys.path, ``import torch``
     works (``-I -S`` only trims the default sys.path), and a torch-backed lab earns marks."""
     _as_non_root_grader(monkeypatch)
-    report = grade(GradeRequest(assignments["assignment"], RED_TEAM / "torch_import_machinery_restored",
+    report = grade(GradeRequest(assignments["assignment"], red_team("torch_import_machinery_restored"),
                                 backend="local", parts=("mlp",), visible_only=True)).report
     validate_report_json(report.to_jsonable())
     assert report.status == "submission-error" and report.score == 0, (
@@ -714,7 +736,7 @@ def test_local_backend_as_a_non_root_grader_blocks_torch(assignments, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="a known, documented limit: run by a non-root user, the local backend has no privilege separation (README, How it works); Docker is the boundary for untrusted work")
-def test_local_backend_as_a_non_root_grader_survives_kill_parent(assignments, tmp_path):
+def test_local_backend_as_a_non_root_grader_survives_kill_parent(assignments, red_team, tmp_path):
     """Known weakness. Without root the worker runs as the grader's user: ``os.kill(os.getppid(), 9)``
     kills the grader itself (graded in a child process, so that this test run survives)."""
     out = tmp_path / "report.json"
@@ -726,7 +748,7 @@ def test_local_backend_as_a_non_root_grader_survives_kill_parent(assignments, tm
         from grader.sandbox import local_backend
         init = local_backend.LocalSandbox.__init__
         local_backend.LocalSandbox.__init__ = lambda self, spec, drop_privileges=False: init(self, spec, drop_privileges)
-        report = grade(GradeRequest(find_assignment("autograd-lab"), Path({str(RED_TEAM / 'kill_parent_at_import')!r}),
+        report = grade(GradeRequest(find_assignment("autograd-lab"), Path({str(red_team('kill_parent_at_import'))!r}),
                                     backend="local", parts=("mlp",), visible_only=True)).report
         write_report(report, Path({str(out)!r}))
     """)
@@ -755,12 +777,12 @@ def mlp_assignment(tmp_path_factory: pytest.TempPathFactory) -> Assignment:
 @pytest.mark.slow
 @pytest.mark.docker
 @pytest.mark.parametrize("name", ["forged_result_files", "forged_report_stdout"])
-def test_cli_report_and_export_keep_the_honest_score(name, docker_client, mlp_assignment, tmp_path):
+def test_cli_report_and_export_keep_the_honest_score(name, docker_client, mlp_assignment, red_team, tmp_path):
     ctx = Context(name, "docker", tmp_path)
-    submission = PREPARE[name](ctx, docker_client) if name in PREPARE else RED_TEAM / name
+    submission = PREPARE[name](ctx, docker_client) if name in PREPARE else red_team(name)
     honest_dir = tmp_path / "honest"
     honest_dir.mkdir()
-    (honest_dir / "autograd.py").write_text(split_submission(name)[0], encoding="utf-8")
+    (honest_dir / "autograd.py").write_text(honest_text(name), encoding="utf-8")
     honest = grade(GradeRequest(mlp_assignment, honest_dir, backend="docker")).report
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -782,22 +804,3 @@ def test_cli_report_and_export_keep_the_honest_score(name, docker_client, mlp_as
     assert written == ["out/report.json", "out/results.json"]
     assert new_artifacts(started) == []
     assert sorted(line for line in git_status() - before if ARTIFACT_NAME.search(line)) == []
-
-
-# ---- keeping the honest parts in step with their bases ----
-
-
-def refresh() -> None:
-    """Re-copy every honest part from its base, keeping each attack."""
-    for name, case in CASES.items():
-        _, attack = split_submission(name)
-        text = base_path(case["base"]).read_text(encoding="utf-8").rstrip("\n")
-        (RED_TEAM / name / "autograd.py").write_text(
-            text + "\n\n\n" + ATTACK_MARK.format(name=name) + "\n" + attack, encoding="utf-8")
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--refresh"]:
-        refresh()
-    else:
-        sys.exit("usage: python tests/test_red_team.py --refresh")

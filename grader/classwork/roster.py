@@ -24,10 +24,11 @@
   Files are grouped by user id (the student id); each goes back to its original name
   (``autograd-1.py``, Canvas's renaming of a resubmitted ``autograd.py``, included).
 
-A bulk zip is extracted **safely** into the staging folder: no absolute or ``..`` paths, no
-symbolic links or special files, no encrypted entries, caps on the number of entries and on
-the bytes of each file and of all of them (counted while writing, not taken from the
-headers). Extraction goes to a temporary folder that is renamed into place when complete,
+A bulk zip is extracted **safely** into the staging folder, by the rules of
+``grader.grading.safe_zip`` (the same as for one student's zip): no absolute or ``..`` paths,
+no NUL bytes in names, no links or special files, no encrypted or duplicate entries, caps on
+the number of entries, on the bytes of each file and of all of them and on the compression
+ratio (bytes counted while writing, not taken from the headers); OS junk is left out. Extraction goes to a temporary folder that is renamed into place when complete,
 with a ``roster.json`` naming the zip's SHA-256: a rerun on the same zip reuses it.
 An unknown layout is a ``BulkError`` that says what was expected.
 """
@@ -39,10 +40,7 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
@@ -50,10 +48,10 @@ from typing import Any, Sequence
 import yaml
 
 from grader.errors import ExitStatus, GraderError
+from grader.grading.safe_zip import Member, SafeZip, ZipLimits, ZipRefused, is_junk, open_zip
 
 MiB = 1024 * 1024
 SUBMISSION_SUFFIXES = (".py", ".zip", ".ipynb")
-JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", "__MACOSX"}
 ROSTER_FILE = "roster.json"
 GRADESCOPE_METADATA = "submission_metadata.yml"
 
@@ -164,93 +162,48 @@ def _same_path(a: Path, b: Path) -> bool:
 # -- safe extraction ----------------------------------------------------------------------
 
 
-def extract_zip_safely(zip_path: Path, dest: Path, limits: BulkLimits = BulkLimits()) -> list[str]:
-    """Extract the regular files of ``zip_path`` under ``dest``; returns their relative paths.
+def zip_limits(limits: BulkLimits) -> ZipLimits:
+    """A bulk zip's caps as safe_zip's (its own size is not capped: what it holds is)."""
+    return ZipLimits(max_entries=limits.max_entries, max_entry_bytes=limits.max_file_bytes,
+                     max_total_bytes=limits.max_total_bytes)
 
-    Refuses (``BulkError``) the whole archive on any unsafe entry rather than skipping it:
-    a bulk download from an LMS never has one, so one means the file is not what it seems.
+
+def extract_zip_safely(zip_path: Path, dest: Path, limits: BulkLimits = BulkLimits()) -> list[str]:
+    """Extract the files of ``zip_path`` (OS junk left out) under ``dest``; returns their relative paths.
+
+    The rules are ``grader.grading.safe_zip``'s, the same as for a single submission: the whole
+    archive is refused (``BulkError``) on any unsafe entry, since an LMS bulk download never
+    has one; one means the file is not what it seems.
     """
     try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = _checked_members(archive, zip_path.name, limits)
-            budget = [limits.max_total_bytes]
-            for info, rel in members:
-                _extract_member(archive, info, dest, rel, limits, budget)
-            return [rel for _, rel in members]
-    except BulkError:
-        raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-            NotImplementedError, RuntimeError, zlib.error) as err:
+        with open_zip(zip_path, zip_limits(limits)) as archive:
+            members = [member for member in archive.members if not member.junk]
+            for member in members:
+                _extract_member(archive, member, dest)
+            return [member.path for member in members]
+    except ZipRefused as problem:
+        if problem.code == "corrupt":
+            raise BulkError(f"cannot extract {zip_path.name}: {problem.reason}",
+                            hint="download the bulk zip again; it may be truncated") from problem
+        raise BulkError(f"refusing to extract {zip_path.name}: {problem.reason}",
+                        hint="a Gradescope or Canvas bulk download never contains such entries; "
+                             "download it again") from problem
+    except OSError as err:
         raise BulkError(f"cannot extract {zip_path.name}: {err}",
                         hint="download the bulk zip again; it may be truncated") from None
 
 
-def _checked_members(archive: zipfile.ZipFile, zip_name: str,
-                     limits: BulkLimits) -> list[tuple[zipfile.ZipInfo, str]]:
-    infos = archive.infolist()
-    if len(infos) > limits.max_entries:
-        raise _unsafe(zip_name, f"it has {len(infos)} entries, more than the {limits.max_entries} allowed")
-    members, seen, total = [], set(), 0
-    for info in infos:
-        rel = _safe_member_path(info, zip_name)
-        if rel is None:
-            continue
-        if rel.lower() in seen:
-            raise _unsafe(zip_name, f"{rel!r} appears twice")
-        seen.add(rel.lower())
-        if info.file_size > limits.max_file_bytes:
-            raise _unsafe(zip_name, f"{rel!r} is {info.file_size} bytes, more than {limits.max_file_bytes}")
-        total += info.file_size
-        if total > limits.max_total_bytes:
-            raise _unsafe(zip_name, f"its files add up to more than {limits.max_total_bytes} bytes")
-        members.append((info, rel))
-    return members
-
-
-def _safe_member_path(info: zipfile.ZipInfo, zip_name: str) -> str | None:
-    """The entry's relative path, or None for folders and OS junk; ``BulkError`` if unsafe."""
-    name = info.filename.replace("\\", "/")
-    if "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise _unsafe(zip_name, f"the entry {info.filename!r} has an absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _unsafe(zip_name, f"the entry {info.filename!r} points outside the archive (..)")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise _unsafe(zip_name, f"the entry {info.filename!r} is a symbolic link")
-    if mode and stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise _unsafe(zip_name, f"the entry {info.filename!r} is not a regular file")
-    if info.flag_bits & 0x1:
-        raise _unsafe(zip_name, f"the entry {info.filename!r} is encrypted")
-    if not parts or info.is_dir() or any(_is_junk(p) for p in parts):
-        return None
-    return "/".join(parts)
-
-
-def _extract_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, rel: str,
-                    limits: BulkLimits, budget: list[int]) -> None:
-    target = dest.joinpath(*rel.split("/"))
+def _extract_member(archive: SafeZip, member: Member, dest: Path) -> None:
+    target = dest.joinpath(*member.path.split("/"))
     target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.parent.resolve().is_relative_to(dest.resolve()):
-        raise _unsafe("the archive", f"{rel!r} would land outside the staging folder")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with archive.open(info) as src, os.fdopen(os.open(target, flags, 0o644), "wb") as out:
-        written = 0
-        while chunk := src.read(64 * 1024):
-            written += len(chunk)
-            budget[0] -= len(chunk)
-            if written > min(info.file_size, limits.max_file_bytes) or budget[0] < 0:
-                raise _unsafe("the archive", f"{rel!r} expands to more than its header says")
-            out.write(chunk)
-
-
-def _unsafe(zip_name: str, reason: str) -> BulkError:
-    return BulkError(f"refusing to extract {zip_name}: {reason}",
-                     hint="a Gradescope or Canvas bulk download never contains such entries; download it again")
+    with os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+        archive.copy(member, out)
 
 
 def _is_junk(name: str) -> bool:
-    return name in JUNK_NAMES or name.startswith("._") or name.startswith(".")
+    """OS metadata, or a hidden file or folder: never a student's submission."""
+    return is_junk(name) or name.startswith(".")
 
 
 # -- staging ------------------------------------------------------------------------------

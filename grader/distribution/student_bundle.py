@@ -11,6 +11,7 @@ nothing the staff keep::
         autograd-lab/             the assignment, as `grader check --assignment` reads it:
             assignment.yaml           parts, points, limits; no `reference`
             tests/public/...          the public suites
+            expectations/public.*     torch's results of the public Programs (no torch needed)
         wheels/autograd_lab_grader-<version>-py3-none-any.whl
 
 The assignment folder is named after the assignment because ``grader check`` looks its
@@ -47,6 +48,7 @@ from pydantic import ValidationError
 
 from grader.assignment import Assignment, AssignmentConfig
 from grader.errors import GraderError
+from grader.programs import expectations as stored_expectations
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_FILES = ("autograd.py", "autograd.ipynb", "handout.md")
@@ -298,9 +300,22 @@ def _assemble(assignment: Assignment, out: Path, template_dir: Path, root: Path)
         target = folder / "tests" / "public" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+    _copy_public_expectations(assignment, folder / "expectations")
     wheel = build_wheel(out / "wheels", root).name
     (out / "README.md").write_text(student_readme(assignment, wheel), encoding="utf-8")
     return wheel
+
+
+def _copy_public_expectations(assignment: Assignment, dest: Path) -> None:
+    """torch's answers of the public Programs at the assignment's seed: `grader check` then needs no torch.
+    Only ``public.*``: the hidden suites' expectations name hidden Programs and never leave the staff."""
+    source = assignment.expectations_dir
+    if not stored_expectations.exists(source, "public"):
+        raise BundleError(f"the assignment has no public expectations in {source}",
+                          hint="build them first: grader expectations build")
+    dest.mkdir(parents=True)
+    for suffix in (".json", ".npz"):
+        shutil.copyfile(source / f"public{suffix}", dest / f"public{suffix}")
 
 
 def student_readme(assignment: Assignment, wheel: str) -> str:
@@ -322,13 +337,20 @@ You need Python 3.11 or newer, on Linux or macOS (on Windows, use WSL). In this 
 ```bash
 python3 -m venv .venv
 source .venv/bin/activate
-pip install "wheels/{wheel}" --extra-index-url https://download.pytorch.org/whl/cpu
+pip install "wheels/{wheel}"
 ```
 
-pip also installs what the grader needs: NumPy, pytest, and the version of torch the course
-pins, which the grader uses to check your gradients against `torch.autograd`. The extra index
-gives torch's CPU build (about 200 MB); without it pip may download a multi-GB GPU build. The
-grader itself comes from the wheel in this folder.
+pip also installs what the grader needs: NumPy, pytest and a few small libraries. No torch:
+`torch.autograd`'s results for the public tests come with this folder (`{name}/expectations/`).
+Only to run the public tests with another seed (`grader check --seed N`) you need the torch
+version the course pins, from its CPU build (about 200 MB; without the extra index pip may
+download a multi-GB GPU build):
+
+```bash
+pip install "wheels/{wheel}[staff]" --extra-index-url https://download.pytorch.org/whl/cpu
+```
+
+The grader itself comes from the wheel in this folder.
 
 ## Check your work
 

@@ -1,6 +1,8 @@
 """Executors: run a Program on one backend and return its evidence (a RunResult).
 
 - ``TorchExecutor``: the oracle, on the host.
+- ``ExpectedTorch``: torch's answers from the assignment's expectations files where they hold the
+  Program (``grader check`` then needs no torch), live torch otherwise; it can record them too.
 - ``InProcessExecutor``: any module with the lab API in this process (the reference, in tests).
 - ``SandboxExecutor``: a submission inside a Sandbox (local subprocess or Docker container);
   the Program goes in as frames, evidence comes back and is validated by ``grader.programs.wire``.
@@ -16,10 +18,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from grader.programs.interpreter import LabAdapter, RunResult, run_program
+from grader.programs.expectations import Expectations
+from grader.programs.interpreter import LabAdapter, RunResult, run_program, start_program
 from grader.programs.program import Program
 from grader.assignment import Assignment
-from grader.errors import GraderError
+from grader.errors import ExitStatus, GraderError
 from grader.sandbox.backends import sandbox_factory
 from grader.sandbox.base import Sandbox, SandboxTimeout, WorkerCrashed, WorkerSpec
 from grader.programs.wire import MalformedEvidence, run_result_from_wire
@@ -47,6 +50,10 @@ class Executor(Protocol):
     def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
         """Host wall-clock seconds for ``repeats`` runs, and the evidence of the last run."""
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        """One run in two timed requests: steps[:split] (the graph), then the rest (backward);
+        host seconds of each, and the evidence."""
+
 
 class InProcessExecutor:
     def __init__(self, module: ModuleType, name: str = "in-process") -> None:
@@ -72,12 +79,82 @@ class InProcessExecutor:
         last = run_program(self.adapter, header["steps"], arrays)
         return time.perf_counter() - start, last
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        header, arrays = program.to_wire()
+        start = time.perf_counter()
+        interpreter = start_program(self.adapter, arrays)
+        interpreter.run_part(header["steps"][:split])
+        middle = time.perf_counter()
+        interpreter.run_part(header["steps"][split:])
+        result = interpreter.finish()
+        return middle - start, time.perf_counter() - middle, result
+
 
 class TorchExecutor(InProcessExecutor):
     def __init__(self) -> None:
         from grader.programs.torch_oracle import TorchAdapter
 
         self.adapter, self.name = TorchAdapter(), "torch"
+
+
+TORCH_HINT = ("install torch for staff runs: `pip install 'autograd-lab-grader[staff]'` (torch==2.13.0, the CPU "
+              "build: add `--extra-index-url https://download.pytorch.org/whl/cpu`), or run without --seed "
+              "to use the expectations shipped with the assignment")
+
+
+class TorchMissing(GraderError):
+    """A Program needs torch's answer, none is stored for it, and torch is not installed."""
+
+    exit_status = ExitStatus.USAGE
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported, without importing it (that alone takes over a second)."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # blocked (sys.modules["torch"] = None) or a broken install
+        return False
+
+
+class ExpectedTorch:
+    """The oracle as suites see it: stored answers first, live torch (imported on first need) for the rest.
+
+    With ``record``, every answer comes from live torch and is added to ``record``
+    (``grader expectations build``), so a stale file can never feed its own rebuild.
+    """
+
+    name = "torch"
+
+    def __init__(self, stores: list[Expectations], record: Expectations | None = None) -> None:
+        self.stores, self.record = stores, record
+        self._live: TorchExecutor | None = None
+        self.hits = self.misses = 0
+
+    def run(self, program: Program) -> RunResult:
+        if self.record is None:
+            for store in self.stores:
+                hit = store.get(program)
+                if hit is not None:
+                    self.hits += 1
+                    return hit
+        self.misses += 1
+        result = self.live().run(program)
+        if self.record is not None:
+            self.record.add(program, result)
+        return result
+
+    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
+        return self.live().time(program, repeats, timeout)
+
+    def live(self) -> TorchExecutor:
+        if self._live is None:
+            if not torch_installed():
+                raise TorchMissing("this test needs torch.autograd's results, which are not in the expectations "
+                                   "shipped with the assignment (a seed other than the assignment's, or a "
+                                   "Program changed since they were built), and torch is not installed",
+                                   hint=TORCH_HINT)
+            self._live = TorchExecutor()
+        return self._live
 
 
 class SandboxExecutor:
@@ -119,15 +196,28 @@ class SandboxExecutor:
         else:
             self._restart()
 
+    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+        header, arrays = program.to_wire()
+        built, _, _ = self._exchange(program, {"type": "build", "split": int(split), "program": header}, arrays,
+                                     timeout, expect="built")
+        elapsed, reply, reply_arrays = self._exchange(program, {"type": "resume"}, {}, timeout)
+        return built, elapsed, self._evidence(program, reply, reply_arrays, arrays)
+
     def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None) -> tuple[float, RunResult]:
+        header, arrays = program.to_wire()
+        elapsed, reply, reply_arrays = self._exchange(program, {**kind, "program": header}, arrays, timeout)
+        return elapsed, self._evidence(program, reply, reply_arrays, arrays)
+
+    def _exchange(self, program: Program, request: dict[str, Any], arrays: dict[str, Any], timeout: float | None,
+                  expect: str = "result") -> tuple[float, Any, dict[str, Any]]:
+        """One request, timed on the host clock; a timeout or crash restarts the worker and raises."""
         if self.import_error:
             raise SubmissionImportFailed(f"your autograd.py could not be imported:\n{self.import_error}")
-        header, arrays = program.to_wire()
         self.used = True
         limit = self.timeout if timeout is None else timeout
         start = time.perf_counter()
         try:
-            reply, reply_arrays = self.sandbox.request({**kind, "program": header}, arrays, timeout=limit)
+            reply, reply_arrays = self.sandbox.request(request, arrays, timeout=limit)
         except SandboxTimeout:
             self._restart()
             raise TestTimeout(f"no answer within {limit:g} s "
@@ -137,10 +227,16 @@ class SandboxExecutor:
             raise SubmissionCrashed(f"the worker running your code died while running {program.title!r}: {exc}") from None
         elapsed = time.perf_counter() - start
         self.output.append(str(reply.get("stdout") or "") if isinstance(reply, dict) else "")
+        if not isinstance(reply, dict) or reply.get("type") != expect:
+            self._restart()
+            raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: "
+                                    f"the reply is not a {expect}")
+        return elapsed, reply, reply_arrays
+
+    def _evidence(self, program: Program, reply: dict[str, Any], reply_arrays: dict[str, Any],
+                  arrays: dict[str, Any]) -> RunResult:
         try:
-            if not isinstance(reply, dict) or reply.get("type") != "result":
-                raise MalformedEvidence("the reply is not a result")
-            return elapsed, run_result_from_wire(reply.get("result"), reply_arrays, arrays)
+            return run_result_from_wire(reply.get("result"), reply_arrays, arrays)
         except MalformedEvidence as exc:
             self._restart()
             raise SubmissionCrashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None

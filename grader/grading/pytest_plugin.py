@@ -22,8 +22,10 @@ import pytest
 
 from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
-from grader.grading.executors import (Executor, SandboxExecutor, SubmissionCrashed, SubmissionImportFailed, TestTimeout,
-                              TorchExecutor)
+from grader.grading.executors import (Executor, ExpectedTorch, SandboxExecutor, SubmissionCrashed,
+                                     SubmissionImportFailed, TestTimeout)
+from grader.grading.provenance import installed_version
+from grader.programs import expectations as stored
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 from grader.report import TestResult
@@ -74,6 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the run's outcomes as JSON to PATH")
     group.addoption("--visible-only", dest="grader_visible_only", action="store_true",
                     help="run only visible tests; count the hidden ones (what `grader check` does)")
+    group.addoption("--no-speed-reference", dest="grader_no_speed_reference", action="store_true",
+                    help="no reference sandbox: speed tests are judged by their time limits, as in a student "
+                         "bundle (what `grader check` does)")
+    group.addoption("--record-expectations", dest="grader_record", metavar="PATH",
+                    help="ask live torch for every Program and write its answers to PATH.json + PATH.npz "
+                         "(what `grader expectations build` does)")
     group.addoption("--part", dest="grader_parts", action="append", default=[], metavar="PART",
                     help="run only the tests of this part (repeatable)")
 
@@ -145,6 +153,7 @@ class GradingSession:
         self.submission: Any = None
         self.outcomes: Outcomes | None = None
         self.setup_error: str | None = None
+        self.oracle: ExpectedTorch | None = None
 
     # ---- resolution ----
 
@@ -177,6 +186,22 @@ class GradingSession:
             if which == "lab" and self.outcomes is not None:
                 self.outcomes.hello = dict(self.executors[which].hello)
         return self.executors[which]
+
+    def torch_oracle(self) -> ExpectedTorch:
+        """torch's answers: at the assignment's seed from its expectations files, else live torch."""
+        if self.oracle is None:
+            folder = self.assignment.expectations_dir
+            record = self.config.getoption("grader_record")
+            stores: list[stored.Expectations] = []
+            if record is None and self.seed == self.assignment.config.seed:
+                try:
+                    stores = [stored.Expectations.load(folder, name) for name in ("public", "hidden")
+                              if stored.exists(folder, name)]
+                except stored.ExpectationsError as exc:
+                    raise GraderError(str(exc), hint="rebuild them: grader expectations build") from None
+            meta = {"assignment": self.assignment.name, "seed": self.seed}
+            self.oracle = ExpectedTorch(stores, stored.Expectations(meta) if record else None)
+        return self.oracle
 
     def _submission_dir(self) -> Path:
         if self.setup_error:
@@ -239,6 +264,8 @@ class GradingSession:
             item.stash[_STATUS] = ("error", f"not run: {reason}")
         if call.when == "teardown":
             status, text = item.stash.get(_STATUS, ("passed", ""))
+            if status == "passed":  # what a passing test chose to say (a speed test: its ratio and rounds)
+                text = "\n".join(str(v) for k, v in item.user_properties if k == "grader_note")[:MAX_OUTPUT]
             duration = item.stash.get(_DURATION, 0.0) + report.duration
             self.outcomes.tests.append(TestResult(
                 name=facts.name, nodeid=item.nodeid, part=facts.part, max_score=facts.points,
@@ -250,6 +277,10 @@ class GradingSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         for executor in self.executors.values():
             executor.close()
+        record = self.config.getoption("grader_record")
+        if record and self.oracle is not None and self.oracle.record is not None:
+            self.oracle.record.meta["torch"] = installed_version("torch")
+            self.oracle.record.save(Path(record).parent, Path(record).name)
         if self.outcomes is not None:
             lab = self.executors.get("lab")
             self.outcomes.stdout = "".join(lab.output)[-MAX_OUTPUT:] if lab else ""
@@ -306,15 +337,19 @@ def lab(request: pytest.FixtureRequest) -> Executor:
 def reference_lab(request: pytest.FixtureRequest) -> Executor | None:
     """The staff solution, in a sandbox of the same kind: the yardstick of speed tests.
 
-    None where the reference is not shipped (a student bundle): speed is then judged by time limits.
+    None where the reference is not shipped (a student bundle) or not wanted (``--no-speed-reference``,
+    `grader check`): speed is then judged by time limits.
     """
     session = _session(request)
-    return None if session.assignment.reference_dir is None else session.executor("reference")
+    if session.assignment.reference_dir is None or request.config.getoption("grader_no_speed_reference"):
+        return None
+    return session.executor("reference")
 
 
 @pytest.fixture(scope="session")
-def torch_ref() -> Executor:
-    return TorchExecutor()
+def torch_ref(request: pytest.FixtureRequest) -> Executor:
+    """torch.autograd's answers: stored ones at the assignment's seed (no torch needed), live otherwise."""
+    return _session(request).torch_oracle()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ class GradeRequest:
     parts: tuple[str, ...] = ()
     student: str | None = None
     image: str | None = None          # docker: the sandbox image tag to grade in
+    speed_reference: bool = True      # False: speed tests judged by their time limits alone (as in a bundle)
 
     @property
     def effective_seed(self) -> int:
@@ -63,9 +64,13 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "--assignment", str(req.assignment.root), "--seed", str(req.effective_seed),
              "--grader-outcomes", str(outcomes_path), "--rootdir", str(req.assignment.root),
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
+             # no:unraisableexception: its five gc.collect() passes at the end cost a check seconds
+             "-p", "no:unraisableexception",
              "-q", "--no-header", "-o", "console_output_style=classic"]
     if req.visible_only:
         args.append("--visible-only")
+    if not req.speed_reference:
+        args.append("--no-speed-reference")
     for part in req.parts:
         args += ["--part", part]
     return args

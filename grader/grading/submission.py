@@ -33,13 +33,10 @@ import io
 import os
 import shutil
 import stat
-import struct
 import tempfile
 import tokenize
 import warnings
 import weakref
-import zipfile
-import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -47,6 +44,7 @@ from typing import Callable, Literal, Sequence
 
 from grader.errors import SubmissionError
 from grader.grading.notebook import MAX_NOTEBOOK_BYTES, NotebookExport, export_notebook
+from grader.grading.safe_zip import SafeZip, ZipLimits, ZipRefused, format_size, is_junk, open_zip
 
 MiB = 1024 * 1024
 Kind = Literal["directory", "file", "zip", "notebook"]
@@ -58,6 +56,7 @@ class SubmissionLimits:
 
     max_file_bytes: int = 1 * MiB             # any one required file (a notebook's exported code too)
     max_zip_expanded_bytes: int = 20 * MiB    # all entries of a zip together, as declared; and the zip itself
+    max_zip_entry_bytes: int | None = None    # any one entry of a zip, as declared (None: the whole budget)
     max_entries: int = 1000                   # entries of a zip (a folder's listing stops there)
     max_notebook_bytes: int = MAX_NOTEBOOK_BYTES   # a notebook file, outputs included
 
@@ -272,7 +271,7 @@ def _unsafe_file(origin: str, what: str) -> SubmissionError:
 
 def _too_large(origin: str, size: int, limit: int) -> SubmissionError:
     return SubmissionError(
-        f"{origin} is {_size(size)}, more than the {_size(limit)} allowed for one file.",
+        f"{origin} is {format_size(size)}, more than the {format_size(limit)} allowed for one file.",
         "file-too-large",
         hint="The lab needs about 150 lines of code; submit only your source code, without data.",
     )
@@ -329,147 +328,85 @@ def _list_directory(top: Path, max_entries: int) -> tuple[list[str], bool]:
 
 # -- zip ----------------------------------------------------------------------------------
 
-_ZIP_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    EOFError,
-    OSError,
-    ValueError,           # includes UnicodeDecodeError of entry names
-    NotImplementedError,  # unsupported compression method
-    RuntimeError,
-    zlib.error,
-    struct.error,
-    IndexError,
-    KeyError,
-)
 _ZIP_HINT = (
     "Create the zip again (right-click the folder > Compress / Send to > Compressed folder, "
     "or `zip -r lab.zip lab/`), or submit autograd.py itself."
 )
-_CHUNK = 64 * 1024
+# safe_zip's verdicts as a student's error codes (the rules themselves live in safe_zip).
+_ZIP_CODES = {
+    "corrupt": "bad-zip", "encrypted": "bad-zip", "duplicate": "bad-zip",
+    "nul-in-name": "unsafe-zip", "unsafe-path": "unsafe-zip", "link": "unsafe-zip",
+    "special-file": "unsafe-zip", "folder-with-data": "unsafe-zip",
+    "too-large": "zip-too-large", "too-many-entries": "zip-too-large", "entry-too-large": "zip-too-large",
+    "ratio": "zip-too-large", "size-lie": "zip-too-large",
+}
+
+
+def zip_limits(limits: SubmissionLimits) -> ZipLimits:
+    """A submission's caps as safe_zip's: the zip file itself is held to the expanded budget."""
+    budget = limits.max_zip_expanded_bytes
+    entry = budget if limits.max_zip_entry_bytes is None else limits.max_zip_entry_bytes
+    return ZipLimits(max_entries=limits.max_entries, max_entry_bytes=entry, max_total_bytes=budget,
+                     max_archive_bytes=budget)
 
 
 def _collect_zip(path: Path, required: tuple[str, ...], limits: SubmissionLimits) -> _Collected:
     try:
-        fh = open(path, "rb")
+        with open_zip(path, zip_limits(limits)) as archive:
+            return _collect_from_zip(archive, path.name, required, limits)
+    except ZipRefused as problem:
+        raise _zip_error(path.name, problem) from problem
     except OSError as err:
         raise _unreadable(path.name, err) from None
-    with fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > limits.max_zip_expanded_bytes:
-            raise _zip_too_large(path.name, f"the archive is {_size(size)}", limits.max_zip_expanded_bytes)
-        try:
-            with zipfile.ZipFile(fh) as archive:
-                return _collect_from_zip(archive, path.name, required, limits)
-        except SubmissionError:
-            raise
-        except _ZIP_ERRORS as err:
-            raise _bad_zip(path.name, f"it is not a valid zip archive ({_reason(err)})") from None
 
 
-def _collect_from_zip(
-    archive: zipfile.ZipFile, zip_name: str, required: tuple[str, ...], limits: SubmissionLimits
-) -> _Collected:
-    infos = archive.infolist()
-    _check_zip_entries(infos, zip_name, limits)
-    entries = {_zip_path(info.filename): info for info in infos if not info.is_dir()}
+def _collect_from_zip(archive: SafeZip, zip_name: str, required: tuple[str, ...],
+                      limits: SubmissionLimits) -> _Collected:
+    entries = {member.path: member for member in archive.members}
     listing = list(entries)
-    if not [name for name in listing if not _is_junk(name)]:
+    if not [name for name in listing if not is_junk(name)]:
         raise _bad_zip(zip_name, "the archive is empty")
+    archive.verify()
     root, notes = _locate(listing, required, zip_name)
     contents = {}
     for name in required:
         origin = f"{root + name} in {zip_name}"
-        data = _read_zip_entry(archive, entries[root + name], origin, zip_name, limits)
+        member = entries[root + name]
+        if member.info.file_size > limits.max_file_bytes:
+            raise _too_large(origin, member.info.file_size, limits.max_file_bytes)
+        data = archive.read(member)
         contents[name] = _Content(data, data, origin)
     ignored, notes = _ignored(listing, root, required, notes)
     return _Collected("zip", contents, ignored=ignored, notes=notes)
 
 
-def _zip_path(name: str) -> str:
-    return name.replace("\\", "/")
-
-
-def _check_zip_entries(infos: list[zipfile.ZipInfo], zip_name: str, limits: SubmissionLimits) -> None:
-    """Refuse the whole archive for too many entries, unsafe entries, or declared sizes too big."""
-    if len(infos) > limits.max_entries:
-        raise _zip_too_large(zip_name, f"it has {len(infos)} entries", limits.max_entries, unit="entries")
-    seen: set[str] = set()
-    for info in infos:
-        name = _zip_path(info.filename)
-        parts = name.split("/")
-        if name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in parts:
-            raise _unsafe_zip(zip_name, f"an entry with an unsafe path, {info.filename!r}")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise _unsafe_zip(zip_name, f"a symbolic link, {info.filename!r}")
-        if info.flag_bits & 0x1:
-            raise _bad_zip(zip_name, f"it is password-protected ({info.filename!r} is encrypted)")
-        if name in seen:
-            raise _bad_zip(zip_name, f"it holds two entries named {info.filename!r}")
-        seen.add(name)
-    declared = sum(info.file_size for info in infos)
-    if declared > limits.max_zip_expanded_bytes:
-        raise _zip_too_large(zip_name, f"it expands to {_size(declared)}", limits.max_zip_expanded_bytes)
-
-
-def _read_zip_entry(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, origin: str, zip_name: str, limits: SubmissionLimits
-) -> bytes:
-    """Read one entry, counting the bytes that come out: a declared size can lie."""
-    limit = limits.max_file_bytes
-    if info.file_size > limit:
-        raise _too_large(origin, info.file_size, limit)
-    data = bytearray()
-    with archive.open(info) as fh:
-        while chunk := fh.read(_CHUNK):
-            data += chunk
-            if len(data) > min(limit, info.file_size):
-                raise _zip_too_large(zip_name, f"{origin} expands past its declared size", limit)
-    return bytes(data)
+def _zip_error(zip_name: str, problem: ZipRefused) -> SubmissionError:
+    code = _ZIP_CODES[problem.code]
+    if code == "unsafe-zip":
+        return SubmissionError(
+            f"{zip_name} is refused: {problem.reason}; the grader refuses archives with absolute paths, "
+            "'..' in paths, links or special files.",
+            "unsafe-zip",
+            hint=_ZIP_HINT,
+        )
+    if code == "zip-too-large":
+        return SubmissionError(
+            f"{zip_name} is too large: {problem.reason}.",
+            "zip-too-large",
+            hint="Zip only your code (autograd.py), without data, virtual environments or .git.",
+        )
+    return _bad_zip(zip_name, problem.reason)
 
 
 def _bad_zip(zip_name: str, reason: str) -> SubmissionError:
     return SubmissionError(f"Cannot use {zip_name}: {reason}.", "bad-zip", hint=_ZIP_HINT)
 
 
-def _unsafe_zip(zip_name: str, what: str) -> SubmissionError:
-    return SubmissionError(
-        f"{zip_name} contains {what}; the grader refuses archives with absolute paths, "
-        "'..' in paths, or links.",
-        "unsafe-zip",
-        hint=_ZIP_HINT,
-    )
-
-
-def _zip_too_large(zip_name: str, what: str, limit: int, unit: str = "bytes") -> SubmissionError:
-    allowed = f"{limit} entries" if unit == "entries" else _size(limit)
-    return SubmissionError(
-        f"{zip_name} is too large: {what}, more than the {allowed} allowed.",
-        "zip-too-large",
-        hint="Zip only your code (autograd.py), without data, virtual environments or .git.",
-    )
-
-
-def _reason(err: BaseException) -> str:
-    message = (err.strerror if isinstance(err, OSError) else None) or str(err).strip()
-    text = message.splitlines()[0] if message else type(err).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 # -- finding the required files in a folder or zip listing --------------------------------
-
-_JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
-
-
-def _is_junk(rel: str) -> bool:
-    """macOS / Windows metadata that archivers add on their own."""
-    parts = rel.rstrip("/").split("/")
-    return parts[0] == "__MACOSX" or parts[-1] in _JUNK_NAMES or parts[-1].startswith("._")
-
 
 def _locate(listing: list[str], required: tuple[str, ...], where: str) -> tuple[str, list[str]]:
     """The folder prefix ("" or "lab/") that holds the required files, and notes about it."""
-    files = [rel for rel in listing if not _is_junk(rel)]
+    files = [rel for rel in listing if not is_junk(rel)]
     primary = required[0]
     depth = primary.count("/") + 1
     nested = sorted(rel for rel in files if rel.count("/") == depth and rel.split("/", 1)[1] == primary)
@@ -530,8 +467,8 @@ def _ignored(
 ) -> tuple[list[str], list[str]]:
     """(ignored_files, notes): everything not staged, and one note summarising it."""
     used = {root + name for name in required}
-    junk = [rel for rel in listing if _is_junk(rel)]
-    ignored = [rel for rel in listing if rel not in used and not _is_junk(rel)]
+    junk = [rel for rel in listing if is_junk(rel)]
+    ignored = [rel for rel in listing if rel not in used and not is_junk(rel)]
     if ignored:
         shown = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
         notes.append(f"not used (only {_and(required)} is graded): {_plural(len(ignored), 'other file')}: {shown}")
@@ -656,14 +593,6 @@ _LOADERS: dict[str, Loader] = {
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes"
-    if size < MiB:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / MiB:.1f} MiB"
 
 
 def _plural(count: int, noun: str) -> str:

@@ -4,7 +4,7 @@ Stdlib + NumPy only: this module runs inside the sandbox, on the student's ``Ten
 It produces *evidence* (values, grads, flags, exceptions), never a verdict: the host
 compares that evidence with what torch computed for the same Program.
 
-Steps are numbered in pre-order (a ``no_grad`` block, then its body), the same numbering
+Steps are numbered in pre-order (a ``no_grad`` or ``loop`` block, then its body), the same numbering
 ``Program.render`` uses, so an error names the line of the reproducer that raised.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-from grader.programs.ops import BINARY_OPS, FACTS, UNARY_OPS
+from grader.programs.ops import BINARY_OPS, FACTS, MAX_LOOP_TIMES, UNARY_OPS
 
 # Bound before any submission is imported: a submission that patches ``np.shares_memory`` or
 # ``np.array_equal`` cannot change what the interpreter observes (inputs are also re-checked on the host).
@@ -179,10 +179,21 @@ class Interpreter:
         self.counter = 0
 
     def run(self, steps: list[dict[str, Any]]) -> RunResult:
+        self.run_part(steps)
+        return self.finish()
+
+    def run_part(self, steps: list[dict[str, Any]]) -> None:
+        """Run some of a Program's top-level steps; after a failed step, later parts run nothing.
+        (A timed run in two requests runs the graph building, then ``backward`` and the rest.)"""
+        if self.result.error is not None:
+            return
         try:
             self._block(steps)
         except _StepFailed:
             pass
+
+    def finish(self) -> RunResult:
+        """The evidence, with whether the inputs are as they were (the host checks them again)."""
         self.result.inputs_unchanged = {
             k: bool(_array_equal(self.arrays[k], v)) for k, v in self.pristine.items()
         }
@@ -260,6 +271,20 @@ class Interpreter:
                     raise _InjectedError("raised inside no_grad() by the test")
         except _InjectedError:
             pass
+
+    def _op_loop(self, step: dict[str, Any]) -> None:
+        """``out = init``, then ``times`` times: the body, ``out = next``. The body's steps keep one
+        number each (as in the reproducer's ``for`` loop), whichever iteration raised."""
+        times, body = step["times"], step["body"]
+        if isinstance(times, bool) or not isinstance(times, int) or not 0 <= times <= MAX_LOOP_TIMES:
+            raise ValueError(f"bad loop count {str(times)[:20]!r}")
+        self.env[step["out"]] = self.env[step["init"]]
+        first = self.counter
+        for _ in range(times):
+            self.counter = first
+            self._block(body)
+            self.env[step["out"]] = self.env[step["next"]]
+        self.counter = first + len(body)
 
     def _op_sgd(self, step: dict[str, Any]) -> None:
         params = [self.env[n] for n in step["params"]]
@@ -352,5 +377,15 @@ def _student_traceback(exc: BaseException) -> str:
 def run_program(adapter: Adapter, steps: list[dict[str, Any]], arrays: dict[str, np.ndarray],
                 take_snapshots: bool = True) -> RunResult:
     """Run ``steps`` on ``adapter`` with private copies of ``arrays``."""
+    return start_program(adapter, arrays, take_snapshots).run(steps)
+
+
+def start_program(adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True) -> Interpreter:
+    """An interpreter on private copies of ``arrays``, to run a Program in parts (``run_part``)."""
     own = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    return Interpreter(adapter, own, take_snapshots).run(steps)
+    return Interpreter(adapter, own, take_snapshots)
+
+
+def split_point(steps: list[dict[str, Any]]) -> int | None:
+    """Index of the first top-level ``backward``: the steps before it build the graph. None if there is none."""
+    return next((i for i, s in enumerate(steps) if s.get("op") == "backward" and i > 0), None)

@@ -55,6 +55,25 @@ UNARY_OPS: dict[str, UnaryOp] = {op.name: op for op in (
     UnaryOp("detach", in_graph=False),
 )}
 
+@dataclass(frozen=True)
+class Block:
+    """A step holding a ``body`` of steps: ``no_grad`` runs it once inside ``no_grad()``; ``loop``
+    runs it ``times`` times, so a 10,000-op chain travels as a few steps, not 10,000.
+
+    ``body_ops`` limits what a body may hold (None: anything).
+    """
+
+    name: str
+    body_ops: frozenset[str] | None = None
+
+
+BLOCKS: dict[str, Block] = {b.name: b for b in (
+    Block("no_grad"),
+    Block("loop", frozenset({"binary", "unary"})),
+)}
+
+MAX_LOOP_TIMES = 1_000_000  # a loop's iterations; the request's timeout bounds the work anyway
+
 _GRADS_DISTINCT = ("'; '.join(f'{{n1}}.grad and {{n2}}.grad' for i, (n1, t1) in enumerate(_ts) "
                    "for n2, t2 in _ts[i + 1:] if isinstance(t1.grad, np.ndarray) "
                    "and isinstance(t2.grad, np.ndarray) and np.shares_memory(t1.grad, t2.grad))")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from grader.programs.ops import FACTS
+from grader.programs.ops import BLOCKS, FACTS, MAX_LOOP_TIMES
 
 PROGRAM_VERSION = 1
 
@@ -152,6 +152,32 @@ class Program:
         finally:
             self._blocks.pop()
 
+    def repeat(self, times: int, start: Handle, body: Callable[[Handle], Handle], name: str = "y") -> Handle:
+        """``y = start; for _ in range(times): y = body(y)``, recorded as one ``loop`` step.
+
+        ``body`` is called once, on a symbolic ``y``, and may use only ops (``+ * @ relu sum``) and
+        tensors made before the loop. The interpreter runs the body ``times`` times and a reproducer
+        shows a Python ``for`` loop, so a 10,000-op chain is a short message and a short script.
+        """
+        if isinstance(times, bool) or not isinstance(times, int) or not 0 <= times <= MAX_LOOP_TIMES:
+            raise ValueError(f"repeat times must be an integer in 0..{MAX_LOOP_TIMES}, not {times!r}")
+        carry = self._fresh(name)
+        steps: list[dict[str, Any]] = []
+        step: dict[str, Any] = {"op": "loop", "out": carry, "times": times, "init": start.name, "body": steps}
+        self._emit(step)
+        self._blocks.append(steps)
+        try:
+            result = body(Handle(self, carry))
+        finally:
+            self._blocks.pop()
+        allowed = BLOCKS["loop"].body_ops or frozenset()
+        if any(s["op"] not in allowed for s in steps):
+            raise ValueError(f"a repeat body may only hold ops ({', '.join(sorted(allowed))})")
+        if not isinstance(result, Handle) or all(s.get("out") != result.name for s in steps):
+            raise ValueError("a repeat body must return the result of an op made inside it")
+        step["next"] = result.name
+        return Handle(self, carry)
+
     def sgd(self, params: Sequence[Handle], lr: float, name: str = "opt", as_generator: bool = False) -> Optimizer:
         """``SGD(params, lr)``; ``as_generator`` passes ``(p for p in [...])``, as ``model.parameters()`` would."""
         name = self._fresh(name)
@@ -203,7 +229,7 @@ class Program:
         def walk(steps: list[dict[str, Any]]) -> None:
             for s in steps:
                 out.append(s)
-                if s["op"] == "no_grad":
+                if s["op"] in BLOCKS:
                     walk(s["body"])
 
         walk(self.steps)
@@ -302,5 +328,5 @@ def _python_number(value: Any) -> int | float:
 def _refs(step: dict[str, Any]) -> list[str]:
     """Names of the tensors a step reads."""
     names = [step[k]["ref"] for k in ("a", "b") if isinstance(step.get(k), dict) and "ref" in step[k]]
-    names += [step[k] for k in ("a", "t") if isinstance(step.get(k), str)]
+    names += [step[k] for k in ("a", "t", "init", "next") if isinstance(step.get(k), str)]
     return names + list(step.get("params", ()))

@@ -58,6 +58,8 @@ class Renderer:
             return [f"{step['out']} = {self.value(step['a'])} {BINARY_OPS[step['fn']].symbol} {self.value(step['b'])}"]
         if op == "unary":
             return [f"{step['out']} = {step['a']}.{step['fn']}()"]
+        if op == "loop":  # rendered whole by ``render``; this one line names it in messages
+            return [f"{step['out']} = {step['init']}; for _ in range({step['times']}): ...; {step['out']} = {step['next']}"]
         if op == "backward":
             if step.get("expect_error"):
                 t = step["t"]
@@ -86,6 +88,12 @@ class Renderer:
         for step in steps:
             here = self.index
             self.index += 1
+            if step["op"] == "loop":
+                self.lines += [pad + f"{step['out']} = {step['init']}", pad + f"for _ in range({step['times']}):"]
+                if self.render(step["body"], depth + 1, stop):
+                    return True
+                self.lines.append(pad + f"    {step['out']} = {step['next']}")
+                continue
             if step["op"] == "no_grad":
                 if step.get("raise"):
                     self.lines.append(pad + "try:")

@@ -299,7 +299,7 @@ class DockerSandbox:
     """A worker on one submission inside its own container (the ``Sandbox`` protocol).
 
     The image is ``image``, else ``spec.image``, else ``ensure_image()``'s.
-    After a timeout or a crash the container is gone; ``start()`` (or ``restart()``, or
+    After a timeout or a crash the container is gone; ``start()`` (or
     the next ``request``) starts a fresh one, whose hello header is kept in ``hello``.
     """
 
@@ -370,10 +370,6 @@ class DockerSandbox:
         if frame is None:
             raise self._crashed("the worker died before it replied")
         return frame
-
-    def restart(self) -> dict[str, Any]:
-        """Start a fresh container (after a timeout, or to reset the worker's state)."""
-        return self.start()
 
     def close(self) -> None:
         """Remove the container and the staged copy of the submission. Idempotent."""

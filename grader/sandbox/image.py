@@ -5,7 +5,11 @@ the repo's ``Dockerfile``, NumPy wheels downloaded on the host (cached under
 ``~/.cache/autograd-grader/wheels``) and the worker files (``WORKER_FILES``). The
 base is ``python:3.11-slim`` when it is present locally (or can be pulled), else a
 Debian bookworm base made here with ``debootstrap`` + ``docker import`` and kept
-under its own tag, so it is made once per machine.
+under its own tag, so it is made once per machine, from the mirror
+``grader.sandbox.debian_mirror`` chooses (``--mirror``, ``$GRADER_DEBIAN_MIRROR``, this
+machine's apt sources, else deb.debian.org). The base records that mirror in its labels
+(``autograd-grader.debian-mirror``, ``...-source``), and the sandbox image built on it
+repeats it (``autograd-grader.base.debian-mirror``) next to its other inputs.
 
 ``ensure_image()`` is idempotent: when nothing changed it only hashes the inputs
 and finds the tag. Command line: ``python3 -m grader.sandbox.image [--rebuild]``.
@@ -15,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +34,7 @@ import docker.errors
 import docker.utils
 
 from grader.errors import SandboxError
+from grader.sandbox.debian_mirror import Mirror, choose_mirror
 from grader.sandbox.worker_files import WORKER_FILES
 
 IMAGE_REPO = "autograd-grader-sandbox"
@@ -39,7 +44,6 @@ NUMPY_VERSION = "2.4.6"          # the host's NumPy: the reference runs on the s
 PYTHON_VERSION = "3.11"
 LABEL = "autograd-grader"         # every image and container of the grader carries it
 DOCKER_HINT = "bash scripts/install-docker.sh"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PULL_TIMEOUT_S = 60
 
 # Docker's architecture name -> the wheel platform tags that fit a glibc >= 2.28 base.
@@ -133,15 +137,15 @@ def _try_pull(ref: str) -> bool:
     return True
 
 
-def resolve_base(client: docker.DockerClient, base: str = "auto") -> str:
+def resolve_base(client: docker.DockerClient, base: str = "auto", mirror: str | None = None) -> str:
     """The base image's reference, made available locally.
 
     ``base``: ``auto`` (python:3.11-slim if local, else the debootstrap base if
     local, else a pull of python:3.11-slim, else debootstrap), ``debootstrap``,
-    or any image reference (used when local or pullable).
+    or any image reference (used when local or pullable). ``mirror``: see ``choose_mirror``.
     """
     if base == "debootstrap":
-        return ensure_debootstrap_base(client)
+        return ensure_debootstrap_base(client, mirror=mirror)
     if base != "auto":
         if _local_image(client, base) or _try_pull(base):
             return base
@@ -152,32 +156,20 @@ def resolve_base(client: docker.DockerClient, base: str = "auto") -> str:
             return ref
     if _try_pull(PYTHON_SLIM):
         return PYTHON_SLIM
-    return ensure_debootstrap_base(client)
+    return ensure_debootstrap_base(client, mirror=mirror)
 
 
 # --- the debootstrap base ----------------------------------------------------------
 
 
-def debian_mirror() -> str:
-    """``$GRADER_DEBIAN_MIRROR``, else the Debian mirror apt uses here, else deb.debian.org."""
-    if os.environ.get("GRADER_DEBIAN_MIRROR"):
-        return os.environ["GRADER_DEBIAN_MIRROR"]
-    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.sources"),
-               *Path("/etc/apt/sources.list.d").glob("*.list")]
-    pattern = re.compile(r"^\s*(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?(\S+/debian)/?\s", re.M)
-    for path in sources:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        for uri in pattern.findall(text + "\n"):
-            if uri.startswith(("http://", "https://")):
-                return uri
-    return DEFAULT_MIRROR
+MIRROR_LABEL = f"{LABEL}.debian-mirror"
 
 
-def ensure_debootstrap_base(client: docker.DockerClient, rebuild: bool = False) -> str:
-    """The Debian bookworm + python3 base, made with debootstrap only when its tag is absent."""
+def ensure_debootstrap_base(client: docker.DockerClient, rebuild: bool = False, mirror: str | None = None) -> str:
+    """The Debian bookworm + python3 base, made with debootstrap only when its tag is absent.
+
+    ``mirror`` (else ``choose_mirror()``'s) is printed and kept in the base's labels.
+    """
     if not rebuild and _local_image(client, DEBOOTSTRAP_BASE):
         return DEBOOTSTRAP_BASE
     if shutil.which("debootstrap") is None:
@@ -186,32 +178,36 @@ def ensure_debootstrap_base(client: docker.DockerClient, rebuild: bool = False) 
     if os.geteuid() != 0:
         raise SandboxError("making the sandbox's base image with debootstrap needs root",
                            hint="sudo python3 -m grader.sandbox.image (or: docker pull python:3.11-slim)")
+    chosen = choose_mirror(mirror)
     with tempfile.TemporaryDirectory(prefix="grader-rootfs-") as tmp:
         rootfs, tarball = Path(tmp) / "rootfs", Path(tmp) / "rootfs.tar"
-        _debootstrap(rootfs)
+        _debootstrap(rootfs, chosen)
         _trim_rootfs(rootfs)
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tarball), "."],
                        check=True)
         repository, _, tag = DEBOOTSTRAP_BASE.partition(":")
-        client.api.import_image(
-            src=str(tarball), repository=repository, tag=tag,
-            changes=["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "ENV LANG=C.UTF-8", f"LABEL {LABEL}=base", 'CMD ["python3"]'],
-        )
+        client.api.import_image(src=str(tarball), repository=repository, tag=tag, changes=base_changes(chosen))
     return DEBOOTSTRAP_BASE
 
 
-def _debootstrap(rootfs: Path) -> None:
-    mirror = debian_mirror()
-    print(f"grader: making the sandbox base with debootstrap from {mirror} (about a minute)...",
+def base_changes(mirror: Mirror) -> list[str]:
+    """The Dockerfile lines ``docker import`` applies to the debootstrap base (its mirror among its labels)."""
+    return ["ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "ENV LANG=C.UTF-8", f"LABEL {LABEL}=base", f"LABEL {MIRROR_LABEL}={json.dumps(mirror.url)}",
+            f"LABEL {MIRROR_LABEL}-source={json.dumps(mirror.source)}", 'CMD ["python3"]']
+
+
+def _debootstrap(rootfs: Path, mirror: Mirror) -> None:
+    print(f"grader: making the sandbox base with debootstrap from {mirror.describe()} (about a minute)...",
           file=sys.stderr)
     cmd = ["debootstrap", "--variant=minbase", "--include=python3,python3-pip",
-           "bookworm", str(rootfs), mirror]
+           "bookworm", str(rootfs), mirror.url]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
         raise SandboxError(f"debootstrap failed:\n{tail}",
-                           hint="check that the Debian mirror is reachable, or set GRADER_DEBIAN_MIRROR")
+                           hint=f"check that {mirror.url} is reachable, or choose another with --mirror URL "
+                                "(or $GRADER_DEBIAN_MIRROR)")
 
 
 def _trim_rootfs(rootfs: Path) -> None:
@@ -237,6 +233,7 @@ class BuildInputs:
     base_ref: str
     base_id: str
     numpy_version: str = NUMPY_VERSION
+    base_mirror: str = ""       # the Debian mirror a debootstrap base was made from; the base id covers it
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -259,18 +256,19 @@ class BuildInputs:
 
 
 def collect_inputs(client: docker.DockerClient, base: str = "auto",
-                   root: Path | None = None) -> BuildInputs:
+                   root: Path | None = None, mirror: str | None = None) -> BuildInputs:
     root = root or repo_root()
     dockerfile = root / "Dockerfile"
     if not dockerfile.is_file():
         raise SandboxError(f"no Dockerfile in {root}",
                            hint="build the image from a checkout of the grader's repository")
     worker = worker_sources(root)
-    base_ref = resolve_base(client, base)
+    base_ref = resolve_base(client, base, mirror)
+    base_image = client.images.get(base_ref)
     arch = client.info().get("Architecture", "x86_64")
     return BuildInputs(dockerfile=dockerfile.read_bytes(), worker=worker,
-                       wheels=tuple(numpy_wheels(arch)), base_ref=base_ref,
-                       base_id=client.images.get(base_ref).id)
+                       wheels=tuple(numpy_wheels(arch)), base_ref=base_ref, base_id=base_image.id,
+                       base_mirror=(base_image.labels or {}).get(MIRROR_LABEL, ""))
 
 
 def assemble_context(inputs: BuildInputs, dest: Path) -> None:
@@ -295,7 +293,8 @@ def build_image(client: docker.DockerClient, inputs: BuildInputs) -> str:
                 path=tmp, tag=tag, pull=False, rm=True, forcerm=True, network_mode="none",
                 buildargs={"BASE_IMAGE": inputs.base_ref, "NUMPY_VERSION": inputs.numpy_version},
                 labels={LABEL: "sandbox", f"{LABEL}.inputs": inputs.digest(),
-                        f"{LABEL}.base": inputs.base_ref},
+                        f"{LABEL}.base": inputs.base_ref,
+                        **({f"{LABEL}.base.debian-mirror": inputs.base_mirror} if inputs.base_mirror else {})},
             )
         except docker.errors.BuildError as err:
             log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in err.build_log)
@@ -326,18 +325,34 @@ def remove_old_images(client: docker.DockerClient, keep: str) -> list[str]:
 
 
 def ensure_image(client: docker.DockerClient | None = None, *, base: str | None = None,
-                 rebuild: bool = False, root: Path | None = None) -> str:
+                 rebuild: bool = False, root: Path | None = None, mirror: str | None = None) -> str:
     """The tag of an up-to-date sandbox image, built only when its inputs changed.
 
     ``base``: see ``resolve_base``; default ``$GRADER_SANDBOX_BASE``, else ``auto``.
+    ``mirror``: the Debian mirror, should a debootstrap base have to be made (``choose_mirror``).
     """
     client = client or docker_client()
     base = base or os.environ.get("GRADER_SANDBOX_BASE") or "auto"
-    inputs = collect_inputs(client, base=base, root=root)
+    inputs = collect_inputs(client, base=base, root=root, mirror=mirror)
     tag = inputs.tag()
     if not rebuild and _local_image(client, tag):
         return tag
     return build_image(client, inputs)
+
+
+def describe_base(client: docker.DockerClient, tag: str) -> str:
+    """The sandbox image's base, and the Debian mirror it was made from when it is a debootstrap base."""
+    labels = client.images.get(tag).labels or {}
+    base = labels.get(f"{LABEL}.base", "unknown")
+    base_image = _local_image(client, base) if base != "unknown" else None
+    base_labels = (base_image.labels or {}) if base_image is not None else {}
+    mirror = base_labels.get(MIRROR_LABEL) or labels.get(f"{LABEL}.base.debian-mirror")
+    if mirror:
+        source = base_labels.get(f"{MIRROR_LABEL}-source")
+        return f"base {base}, made from the Debian mirror {mirror}" + (f" (from {source})" if source else "")
+    if base == DEBOOTSTRAP_BASE:
+        return f"base {base} (made before its Debian mirror was recorded)"
+    return f"base {base}"
 
 
 def describe_image(tag: str, client: docker.DockerClient | None = None) -> str:
@@ -354,19 +369,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="build even if the tag exists")
     parser.add_argument("--rebuild-base", action="store_true",
                         help="remake the debootstrap base first")
+    parser.add_argument("--mirror", default=None,
+                        help="Debian mirror for a debootstrap base (default: $GRADER_DEBIAN_MIRROR, else apt's)")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
         client = docker_client()
         if args.rebuild_base:
-            ensure_debootstrap_base(client, rebuild=True)
-        tag = ensure_image(client, base=args.base, rebuild=args.rebuild)
+            ensure_debootstrap_base(client, rebuild=True, mirror=args.mirror)
+        tag = ensure_image(client, base=args.base, rebuild=args.rebuild, mirror=args.mirror)
     except SandboxError as err:
         print(f"grader: error: {err}", file=sys.stderr)
         if err.hint:
             print(f"hint: {err.hint}", file=sys.stderr)
         return int(err.exit_status)
     print(tag)
+    print(f"grader: {describe_base(client, tag)}", file=sys.stderr)
     print(f"grader: sandbox image ready in {time.monotonic() - start:.1f}s", file=sys.stderr)
     return 0
 

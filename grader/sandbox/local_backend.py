@@ -291,7 +291,15 @@ def nproc_limit(limits: SandboxLimits, uid: int | None) -> int:
     """RLIMIT_NPROC counts all tasks of the real user: as ourselves, leave room for what already runs."""
     if uid is not None:
         return limits.pids
-    return limits.pids + sum(len(os.listdir(f"/proc/{pid}/task")) for pid in _pids_of(os.getuid()))
+    return limits.pids + sum(_tasks_of(pid) for pid in _pids_of(os.getuid()))
+
+
+def _tasks_of(pid: int) -> int:
+    """Threads of ``pid``; 0 when it exited since /proc was listed (a busy machine races here)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
 
 
 def _pids_of(uid: int) -> list[int]:

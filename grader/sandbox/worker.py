@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from grader.programs.interpreter import LabAdapter, run_program
+from grader.programs.interpreter import Interpreter, LabAdapter, run_program, start_program
 from grader.sandbox.protocol import Arrays, ProtocolError, read_frame, write_frame
 
 PROTOCOL_VERSION = 1
@@ -183,10 +183,43 @@ def _cap(text: str) -> str:
 # ---- requests ----
 
 
-def handle(request: dict[str, Any], arrays: Arrays, module: Any) -> tuple[dict[str, Any], Arrays]:
+class Pending:
+    """A Program whose graph was built by a ``build`` request, waiting for its ``resume``.
+
+    The host times the two requests apart, so a speed ratio can show the student's ``backward``
+    on its own. Any other request drops it: a resume belongs to the build just before it.
+    """
+
+    def __init__(self) -> None:
+        self.interpreter: Interpreter | None = None
+        self.rest: list[dict[str, Any]] = []
+
+    def take(self) -> tuple[Interpreter | None, list[dict[str, Any]]]:
+        interpreter, rest = self.interpreter, self.rest
+        self.interpreter, self.rest = None, []
+        return interpreter, rest
+
+
+def handle(request: dict[str, Any], arrays: Arrays, module: Any,
+           pending: Pending | None = None) -> tuple[dict[str, Any], Arrays]:
     """One request -> one reply (without the captured output, which the caller adds)."""
     kind = request.get("type")
     program = request.get("program")
+    waiting, rest = pending.take() if pending is not None else (None, [])
+    if kind == "resume":
+        if waiting is None:
+            return {"type": "error", "message": "resume without a build just before it"}, {}
+        waiting.run_part(rest)
+        header, out = waiting.finish().to_wire()
+        return {"type": "result", "result": header}, out
+    if kind == "build" and pending is not None:
+        split = request.get("split")
+        steps = program.get("steps") if isinstance(program, dict) else None
+        if not isinstance(steps, list) or not isinstance(split, int) or not 0 < split < len(steps):
+            return {"type": "error", "message": "a build request needs program steps and a split inside them"}, {}
+        pending.interpreter, pending.rest = start_program(LabAdapter(module), arrays), steps[split:]
+        pending.interpreter.run_part(steps[:split])
+        return {"type": "built"}, {}
     if kind not in ("run", "time"):
         return {"type": "error", "message": f"unknown request type {str(kind)[:50]!r}"}, {}
     if not isinstance(program, dict) or not isinstance(program.get("steps"), list):
@@ -216,6 +249,7 @@ def serve(channel: Channel, module: Any, capture: Capture, max_bytes: int,
 
     A ``reset`` request re-imports the submission (the host sends one before each test).
     """
+    pending = Pending()
     while True:
         try:
             frame = read_frame(channel.reader, max_bytes)
@@ -225,12 +259,13 @@ def serve(channel: Channel, module: Any, capture: Capture, max_bytes: int,
         if frame is None:
             return 0
         if frame[0].get("type") == "reset":
+            pending.take()
             module, error = reimport_submission(module_name, submission_dir)
             channel.send({"type": "reset", "import_ok": error is None, "error": error,
                           "stdout": capture.collect()})
             continue
         try:
-            reply, arrays = handle(*frame, module)
+            reply, arrays = handle(*frame, module, pending)
         except BaseException as exc:  # noqa: BLE001 - e.g. a KeyboardInterrupt raised by student code
             reply, arrays = {"type": "error", "message": _cap(f"{type(exc).__name__}: {exc}")}, {}
         reply["stdout"] = capture.collect()

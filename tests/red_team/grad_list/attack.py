@@ -1,0 +1,11 @@
+_honest_backward = Tensor.backward
+
+
+def _attacked_backward(self):
+    _honest_backward(self)
+    for _node in _topological_order(self):
+        if _node.grad is not None:
+            _node.grad = _node.grad.tolist()
+
+
+Tensor.backward = _attacked_backward

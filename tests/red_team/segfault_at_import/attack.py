@@ -1,0 +1,3 @@
+import ctypes as _ctypes
+
+_ctypes.string_at(0)

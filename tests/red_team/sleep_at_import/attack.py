@@ -1,0 +1,3 @@
+import time as _time
+
+_time.sleep(3600)

@@ -1,0 +1,226 @@
+"""The speed machinery: the loop step, the sequential decision, split timing, stored expectations.
+
+Real components throughout: the reference and torch in-process, the local sandbox for the
+worker's build/resume requests, the checked-in expectations against a fresh torch run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.assignment import find_assignment
+from grader.grading.executors import ExpectedTorch, TorchExecutor, start_executor, trusted_executor
+from grader.grading.expectations_build import differences, record
+from grader.programs.compare import Mismatch, assert_same
+from grader.programs.expectations import Expectations, ExpectationsError, program_digest
+from grader.programs.interpreter import split_point
+from grader.programs.program import Program
+from grader.programs.render import render_program
+from grader.testkit import measure_speed, verdict_is_clear
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return trusted_executor(ROOT / "reference")
+
+
+@pytest.fixture(scope="module")
+def torch_exec():
+    return TorchExecutor()
+
+
+def chain(n: int, unrolled: bool, seed: int = 5) -> Program:
+    p = Program("chain", seed=seed)
+    x = p.randn("x", (3, 2), requires_grad=True)
+    b = p.randn("b", (2,), requires_grad=True)
+    if unrolled:
+        y = x
+        for _ in range(n):
+            y = (y * 0.99 + b).relu()
+    else:
+        y = p.repeat(n, x, lambda y: (y * 0.99 + b).relu())
+    loss = (y * y).sum().named("loss")
+    p.backward(loss)
+    p.snapshot("grads", [x, b, y, loss])
+    return p
+
+
+# ---- the loop step ----
+
+
+def test_a_loop_computes_what_the_unrolled_program_does(reference, torch_exec) -> None:
+    looped, unrolled = chain(50, unrolled=False), chain(50, unrolled=True)
+    assert len(looped.to_wire()[0]["steps"]) < 10 < len(unrolled.to_wire()[0]["steps"])
+    for executor in (reference, torch_exec):
+        a, b = executor.run(looped), executor.run(unrolled)
+        for name in ("x", "b", "loss"):
+            np.testing.assert_allclose(a.snapshots["grads"][name].grad, b.snapshots["grads"][name].grad)
+        np.testing.assert_allclose(a.snapshots["grads"]["loss"].data, b.snapshots["grads"]["loss"].data)
+    assert_same(looped, torch_exec.run(looped), reference.run(looped))
+
+
+def test_a_loop_renders_as_a_for_loop_that_runs(tmp_path: Path) -> None:
+    script = render_program(chain(40, unrolled=False))
+    assert "for _ in range(40):" in script and len(script.splitlines()) < 25
+    (tmp_path / "autograd.py").write_text((ROOT / "reference" / "autograd.py").read_text())
+    (tmp_path / "reproduce.py").write_text(script)
+    done = subprocess.run([sys.executable, "reproduce.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "no difference found" in done.stdout, done.stderr
+
+
+def test_an_error_inside_a_loop_names_the_body_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = (ROOT / "reference" / "autograd.py").read_text()
+    (broken / "autograd.py").write_text(source.replace("    def relu(self) -> Tensor:\n",
+                                                        "    def relu(self) -> Tensor:\n        raise ValueError('boom')\n"))
+    lab = trusted_executor(broken)
+    program = chain(30, unrolled=False)
+    with pytest.raises(Mismatch) as info:
+        assert_same(program, TorchExecutor().run(program), lab.run(program))
+    text = str(info.value)
+    assert "ValueError: boom" in text and ".relu()" in text.split("Reproducer")[0]
+    assert "for _ in range(30):" in text
+
+
+def test_repeat_rejects_bodies_it_cannot_loop() -> None:
+    p = Program("bad", seed=1)
+    x = p.randn("x", (2,), requires_grad=True)
+    with pytest.raises(ValueError):
+        p.repeat(3, x, lambda y: y)                   # returns the carry itself: nothing to repeat
+    with pytest.raises(ValueError):
+        p.repeat(-1, x, lambda y: y * 2)
+
+
+# ---- the sequential decision ----
+
+
+def test_verdict_is_clear_only_with_enough_consistent_rounds() -> None:
+    assert not verdict_is_clear([1.0, 1.1], 4.0)                       # fewer than MIN_ROUNDS
+    assert verdict_is_clear([1.0, 1.1, 0.95], 4.0)                     # far below the limit
+    assert verdict_is_clear([40.0, 55.0, 47.0], 4.0)                   # far above it
+    assert not verdict_is_clear([3.5, 4.4, 3.9], 4.0)                  # straddles it
+    assert not verdict_is_clear([1.0, 1.0, 5.0], 4.0)                  # one round over: not clear
+
+
+def test_a_clear_pass_stops_early_and_says_so(reference) -> None:
+    program = chain(200, unrolled=False)
+    m = measure_speed(reference, reference, TorchExecutor(), program, rounds=7, slow_limit_s=10, limit=50.0)
+    assert m.within(50.0) and m.rounds < 7 and "verdict clear after" in m.summary()
+    full = measure_speed(reference, reference, TorchExecutor(), program, rounds=4, slow_limit_s=10)
+    assert full.rounds == 4 and "all 4 rounds" in full.summary()
+
+
+def test_every_timed_answer_is_checked_against_the_reference(reference, tmp_path: Path) -> None:
+    """A submission right on the Program's own draws but wrong on fresh ones fails in the rounds."""
+    sneaky = tmp_path / "sneaky"
+    sneaky.mkdir()
+    source = (ROOT / "reference" / "autograd.py").read_text()
+    calls = "_calls = [0]\n"
+    patched = source.replace("    def relu(self) -> Tensor:\n",
+                             "    def relu(self) -> Tensor:\n        _calls[0] += 1\n"
+                             "        if _calls[0] > 400:\n            return Tensor._result(self.data * 0, (self,), "
+                             "lambda g: (g * 0,))\n", 1)
+    (sneaky / "autograd.py").write_text(patched + calls)
+    program = chain(200, unrolled=False)
+    with pytest.raises(Mismatch):
+        measure_speed(trusted_executor(sneaky), reference, TorchExecutor(), program, rounds=5, slow_limit_s=10)
+
+
+def test_split_timing_through_the_sandbox_gives_the_same_evidence(tmp_path: Path) -> None:
+    asg = find_assignment("autograd-lab")
+    lab = start_executor("local", ROOT / "reference", asg, "lab")
+    try:
+        program = chain(100, unrolled=False)
+        split = split_point(program.steps)
+        assert split is not None and program.steps[split]["op"] == "backward"
+        built, backward, evidence = lab.time_split(program, split)
+        assert built > 0 and backward > 0
+        assert_same(program, TorchExecutor().run(program), evidence)
+        _, whole = lab.time(program, 1)        # a plain request after a split one still works
+        assert_same(program, evidence, whole)
+    finally:
+        lab.close()
+
+
+# ---- stored expectations ----
+
+
+def test_expectations_round_trip_deterministically(tmp_path: Path, torch_exec) -> None:
+    store = Expectations({"seed": 5})
+    programs = [chain(20, unrolled=False, seed=s) for s in (1, 2)]
+    for p in programs:
+        store.add(p, torch_exec.run(p))
+    store.save(tmp_path / "a", "public")
+    store.save(tmp_path / "b", "public")
+    for suffix in (".json", ".npz"):
+        assert (tmp_path / "a" / f"public{suffix}").read_bytes() == (tmp_path / "b" / f"public{suffix}").read_bytes()
+    loaded = Expectations.load(tmp_path / "a", "public")
+    for p in programs:
+        assert_same(p, torch_exec.run(p), loaded.get(p))
+    assert loaded.get(chain(20, unrolled=False, seed=3)) is None
+    assert program_digest(programs[0]) != program_digest(programs[0].variant(1))
+
+
+def test_a_pickle_in_the_npz_is_refused(tmp_path: Path, torch_exec) -> None:
+    store = Expectations()
+    p = chain(5, unrolled=False)
+    store.add(p, torch_exec.run(p))
+    store.save(tmp_path, "public")
+    digest = program_digest(p)
+    np.savez(tmp_path / "public.npz", **{f"{digest}/a0": np.array([object()], dtype=object)})
+    loaded = Expectations.load(tmp_path, "public")     # the index loads; arrays are read on use
+    with pytest.raises(ExpectationsError):
+        loaded.get(p)
+
+
+def test_stored_answers_are_used_and_a_miss_goes_to_live_torch(tmp_path: Path, torch_exec) -> None:
+    store = Expectations()
+    stored, other = chain(5, unrolled=False, seed=1), chain(5, unrolled=False, seed=2)
+    store.add(stored, torch_exec.run(stored))
+    oracle = ExpectedTorch([store])
+    oracle.run(stored)
+    assert (oracle.hits, oracle.misses) == (1, 0)
+    assert_same(other, torch_exec.run(other), oracle.run(other))
+    assert (oracle.hits, oracle.misses) == (1, 1)
+
+
+def test_grader_check_at_the_default_seed_imports_no_torch() -> None:
+    """torch blocked outright (``sys.modules['torch'] = None``): the full public suite still passes."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from grader.cli import main\n"
+            "rc = main(['check', 'reference'])\n"
+            "print('RESULT', rc, 'torch' in sys.modules and sys.modules['torch'] is not None)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert "RESULT 0 False" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_another_seed_without_torch_is_a_usage_error_with_a_hint() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from grader.cli import main\n"
+            "sys.exit(main(['check', '--seed', '7', 'reference']))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "grader: error: --seed 7 needs torch" in done.stderr and "hint:" in done.stderr
+    assert "autograd-lab-grader[staff]" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_checked_in_expectations_match_a_fresh_torch_run(tmp_path: Path) -> None:
+    """CI: the shipped file is what torch computes now, for every Program the suites ask about."""
+    asg = find_assignment("autograd-lab")
+    counts = record(asg, tmp_path)
+    assert counts["public"] >= 10 and counts["hidden"] >= 10
+    for name in counts:
+        problems = differences(Expectations.load(asg.expectations_dir, name), Expectations.load(tmp_path, name))
+        assert not problems, f"{name}: rebuild with `grader expectations build`:\n" + "\n".join(problems)
+    index = json.loads((asg.expectations_dir / "public.json").read_text())
+    assert index["seed"] == asg.config.seed and index["assignment"] == asg.name
