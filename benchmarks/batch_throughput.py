@@ -4,15 +4,17 @@ The class: the reference (as a folder, a .py and a zip), the template (.py and n
 buggy variants of ``tests/buggy/``, broken submissions (syntax error, missing file, bad zip),
 a hostile one (``relu`` never returns) and identical copies. Prints:
 
-1. submissions per minute for ``grader batch -j N`` and the grader's own overhead per graded
-   submission: the wall time of its ``grader grade`` process minus the time its tests took
-   (``timings.tests_seconds`` of the report; both are in ``OUTDIR/batch.log.jsonl``);
-2. the same class again, ``kill -9`` of the batch's process group once half the reports exist,
+1. submissions per minute for ``grader batch -j N`` (target: >= 36/min for 60 submissions, full
+   assignment, -j 2) and the grader's own overhead per graded submission: the wall time of its
+   grading minus the time its tests took (``timings.tests_seconds``; both in ``OUTDIR/batch.log.jsonl``);
+2. that every report equals the one ``grader grade`` writes for that submission alone (scores,
+   statuses, messages; not timings or hosts), ``-j`` of them at a time (``--compare-limit`` N: the first N);
+3. the same class again, ``kill -9`` of the batch's process group once half the reports exist,
    then a rerun: how many reports the first run left, how many the rerun kept, graded and
    copied, and that none was lost, changed or graded twice.
 
 Usage: python benchmarks/batch_throughput.py [--backend local|docker] [-j 2] [--count 60]
-       [--quick] [--keep DIR]
+       [--quick] [--keep DIR] [--compare-limit N] [--no-kill]
 ``--quick`` grades against the "ops" suites only (a copy of the assignment), for a run in minutes.
 """
 
@@ -34,6 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.buggy import variant_file, variant_names  # noqa: E402
+from tests.classwork import essence  # noqa: E402
+
+TARGET_PER_MIN = 36.0
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference" / "autograd.py"
@@ -99,7 +104,7 @@ def events(outdir: Path) -> list[dict]:
     return found
 
 
-def throughput(args: argparse.Namespace, source: Path, outdir: Path, count: int) -> None:
+def throughput(args: argparse.Namespace, source: Path, outdir: Path, count: int) -> float:
     started = time.monotonic()
     done = subprocess.run(batch_argv(args, source, outdir), capture_output=True, text=True, cwd=ROOT)
     wall = time.monotonic() - started
@@ -110,13 +115,49 @@ def throughput(args: argparse.Namespace, source: Path, outdir: Path, count: int)
     overheads = [e["wall_seconds"] - e["tests_seconds"] for e in graded if e["status"] != "sandbox-error"]
     print(f"\n== throughput: {count} submissions, -j {args.jobs}, {args.backend} backend, {args.assignment}")
     print(f"wall time                {wall:8.1f} s")
-    print(f"submissions per minute   {count / wall * 60:8.2f}   ({len(graded)} graded, {len(copied)} identical copied)")
+    rate = count / wall * 60
+    print(f"submissions per minute   {rate:8.2f}   target >= {TARGET_PER_MIN:g} "
+          f"({'met' if rate >= TARGET_PER_MIN else 'NOT met'}; {len(graded)} graded, {len(copied)} identical copied)")
     print(f"grading process (median) {statistics.median(e['wall_seconds'] for e in graded):8.2f} s wall")
     print(f"grader overhead / sub    {statistics.median(overheads):8.2f} s median, {statistics.fmean(overheads):.2f} s "
           f"mean  (process wall time - tests_seconds, {len(overheads)} graded submissions)")
     statuses = {s: sum(e["status"] == s for e in graded) for s in sorted({e["status"] for e in graded})}
     print(f"statuses of the graded   {statuses}")
     print("\n".join(done.stdout.strip().splitlines()[-8:]))
+    return rate
+
+
+def compare_with_grade(args: argparse.Namespace, source: Path, outdir: Path) -> bool:
+    """Grade each graded student alone with ``grader grade``; every report must agree with the batch's."""
+    graded = [e for e in events(outdir) if e["event"] == "graded"]
+    graded = graded[: args.compare_limit] if args.compare_limit else graded
+    entries = {p.stem: p for p in source.iterdir()}
+    alone = outdir.parent / (outdir.name + "-alone")
+    alone.mkdir(exist_ok=True)
+    started, running, differ = time.monotonic(), [], []
+    queue = list(graded)
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            event = queue.pop(0)
+            out = alone / event["report"]
+            argv = [sys.executable, "-m", "grader", "grade", str(entries[event["student"]]),
+                    f"--assignment={args.assignment}", f"--backend={args.backend}", f"--student={event['student']}",
+                    f"--output={out}", "--quiet"]
+            running.append((event, out, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                         cwd=ROOT)))
+        for item in list(running):
+            event, out, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            batch_report = outdir / "reports" / event["report"]
+            if not out.exists() or essence(out) != essence(batch_report):
+                differ.append(event["student"])
+        time.sleep(0.2)
+    print(f"\n== every report vs `grader grade` alone ({len(graded)} graded submissions, "
+          f"{time.monotonic() - started:.0f} s)")
+    print(f"reports that differ      {len(differ):8d}   target 0 ({'met' if not differ else 'NOT met: ' + ', '.join(differ)})")
+    return not differ
 
 
 def kill_and_resume(args: argparse.Namespace, source: Path, outdir: Path, count: int) -> None:
@@ -166,6 +207,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="grade with the ops suites only")
     parser.add_argument("--timeout", type=float, default=1800.0, help="batch --timeout per submission")
     parser.add_argument("--keep", type=Path, default=None, help="keep the class and outputs in this folder")
+    parser.add_argument("--compare-limit", type=int, default=0, help="compare only the first N reports (0: all)")
+    parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 + resume run")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="batch-bench-"))
     try:
@@ -174,8 +217,14 @@ def main() -> None:
         source = work / "class"
         duplicates = make_class(source, args.count)
         print(f"class of {args.count} in {source} ({duplicates} identical to another)")
+        print(f"load before: {os.getloadavg()[0]:.1f} (1-min average, {os.cpu_count()} cores)")
         throughput(args, source, work / "out-throughput", args.count)
-        kill_and_resume(args, source, work / "out-kill", args.count)
+        print(f"load after:  {os.getloadavg()[0]:.1f}")
+        same = compare_with_grade(args, source, work / "out-throughput")
+        if not args.no_kill:
+            kill_and_resume(args, source, work / "out-kill", args.count)
+        if not same:
+            sys.exit(1)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

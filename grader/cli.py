@@ -20,7 +20,7 @@ from grader.errors import ExitStatus, GraderError
 # --help): `grader check` must not pay for the Docker SDK, the exporters or the batch machinery.
 COMMANDS = {"check": "check", "grade": "grade", "batch": "batch", "export": "export",
             "gradescope-autograder": "gradescope_autograder", "bundle": "bundle",
-            "expectations": "expectations", "image": "image"}
+            "expectations": "expectations", "image": "image", "worker": "worker"}
 OPTIONAL = {"image"}  # needs more than the core (the Docker SDK): hidden when that is missing
 
 

@@ -1,38 +1,42 @@
-"""Grading a class: one ``grader grade`` subprocess per submission, N at a time, resumable.
+"""Grading a class: every submission graded once, N at a time, resumable, locally or on a Dask cluster.
 
-``run_batch(source, options, ui)`` reads the class (``grader.classwork.roster``), then for each student
-runs ``python -m grader grade ENTRY ... -o OUTDIR/.tmp/<student>.json --quiet`` in its own
-process session, and installs the validated report as ``OUTDIR/reports/<student>.json``
-(atomically). Why subprocesses: one submission (or one crash of the grader on it) cannot take
-the batch down, and a stuck one is stopped by a wall-clock bound; either way the student gets
-a ``sandbox-error`` report that says what happened.
+``run_batch(source, options, ui)`` reads the class (``grader.classwork.roster``), loads each
+submission on the host (never running it) for its hash and staged files, and hands each one to
+a ``GradingPool`` (``grader.classwork.pool``) as a ``GradingJob``: plain data (the staged bytes,
+hashed; the seed; the digests of the assignment, the grader and the image). The pool grades it
+in a long-lived grading process on this machine (``LocalPool``, one per ``-j`` slot), on a Dask
+worker (``ClusterPool``, ``--cluster``), or in one ``grader grade`` process per submission
+(``SubprocessPool``, when a command factory is given). Back comes the report as JSON text,
+which this client alone validates (schema and model), completes with its own record of the
+submission (kind, notes, ignored files) and installs as ``OUTDIR/reports/<student>.json``
+(atomically). A grading that dies or overruns gives the student a ``sandbox-error`` report that
+says what happened; a worker that refuses the job (other assignment, grader or image) stops the
+batch with nothing written for that student.
 
 Crash safety, for a batch killed at any moment (even ``kill -9`` of it and its children):
 
-- a report exists whole or not at all (temp file + ``os.replace``); the children's outputs and
-  any temp files live under names that the next run removes before it starts;
+- a report exists whole or not at all (temp file + ``os.replace``); temp files live under names
+  that the next run removes before it starts;
 - a rerun grades only students without a *current* report: one that validates and was made for
   this student, assignment, seed and backend, from the same submission (same SHA-256); so
   nothing is lost and nothing is graded twice. ``force`` regrades everything,
   ``retry_errors`` the ``sandbox-error`` reports;
-- children die with the batch: the kernel sends them SIGINT when it dies (``PR_SET_PDEATHSIG``),
-  and SIGINT unwinds ``grader grade`` through its ``finally`` blocks, which stop its sandbox
-  (worker process or container); a stuck one gets SIGKILL after a grace period;
+- grading processes die with the batch (they watch their parent, and stop their sandboxes);
+  a Dask cluster forgets the tasks of a client that is gone;
 - ``OUTDIR/.batch.lock`` is held with ``flock``, which the kernel releases when its holder dies,
   so two batches never share an OUTDIR and the lock of a dead batch is simply taken over.
 
 Identical submissions (same ``Submission.sha256``) are graded once: the others get a copy of
 that report with their own student id and submission details, and the note
 ``identical to the submission of <id>``. ``OUTDIR/batch.log.jsonl`` records every run and every
-report it wrote (with the wall-clock time of each grading process), so a rerun's work can be
-checked. At the end come ``OUTDIR/summary.csv`` and ``OUTDIR/report.html``.
+report it wrote (with the wall-clock time of each grading and where it ran), so a rerun's work
+can be checked. At the end come ``OUTDIR/summary.csv`` and ``OUTDIR/report.html``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import fcntl
 import functools
 import hashlib
@@ -41,8 +45,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,30 +52,32 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from grader.assignment import Assignment
 from grader.classwork.roster import Roster, RosterEntry, read_class
 from grader.errors import ExitStatus, GraderError, SubmissionError
 from grader.exporters.html_report import to_html
 from grader.exporters.summary_csv import to_summary_csv
-from grader.report import (IDENTICAL_PREFIX, Assignment as ReportAssignment, Report, ReportError, SubmissionErrorInfo,
-                           SubmissionFile, SubmissionInfo, Timings, identical_to, load_report, write_report)
+from grader.classwork.pool import Finished, GradingPool, LocalPool, failure
+from grader.classwork.process_pool import SubprocessPool
+from grader.grading.job import (AssignmentBundle, GradingJob, assignment_bundle, files_digest, grader_digest,
+                                make_job, staged_files)
 from grader.grading.provenance import environment
+from grader.grading.runner import GradeRequest, grade
 from grader.grading.submission import load_submission
+from grader.report import (IDENTICAL_PREFIX, Assignment as ReportAssignment, Report, ReportError, SubmissionErrorInfo,
+                           SubmissionFile, SubmissionInfo, Timings, identical_to, load_report, report_from_json,
+                           write_report)
 
 DEFAULT_TIMEOUT_S = 3600.0
-"""Wall-clock bound of one grading process: far above a slow but honest submission's grading."""
-STOP_GRACE_S = 30.0
-"""Between SIGINT (the grader stops its sandbox) and SIGKILL of a grading process."""
-STOP_SIGNAL = signal.SIGINT
-"""KeyboardInterrupt in ``grader grade``: ``finally`` blocks run (a default SIGTERM would skip them)."""
+"""Wall-clock bound of one submission's grading: far above a slow but honest submission's."""
 POLL_S = 0.1
 REPORTS_DIR, TMP_DIR, STAGING_DIR = "reports", ".tmp", "staging"
 LOCK_FILE, LOG_FILE = ".batch.lock", "batch.log.jsonl"
 SUMMARY_FILE, HTML_FILE = "summary.csv", "report.html"
 NO_SUBMISSION_SHA = "0" * 64
-_GRADE_WROTE_REPORT = {int(ExitStatus.OK), int(ExitStatus.TESTS_FAILED), int(ExitStatus.BAD_SUBMISSION)}
+CLUSTER_ENV = "GRADER_CLUSTER"
 
 
 class BatchError(GraderError):
@@ -102,7 +106,8 @@ class BatchOptions:
     retry_errors: bool = False
     seed: int | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
-    image: str | None = None
+    image: str | None = None         # docker: the sandbox image's tag, which every worker must have
+    cluster: str | None = None       # a Dask scheduler's address: grade there instead of on this machine
 
     @property
     def effective_seed(self) -> int:
@@ -121,6 +126,7 @@ class Student:
     stem: str                        # the report's file name without .json
     info: SubmissionInfo | None      # None: the submission cannot be loaded
     leader: str | None = None        # graded once for this student too: that student's submission
+    files: dict[str, bytes] | None = None   # the staged files (what a grading job carries)
 
     @property
     def id(self) -> str:
@@ -203,7 +209,7 @@ def grade_command(entry: Path, student: str, out: Path, options: BatchOptions) -
 
 
 def run_batch(source: Path, options: BatchOptions, ui: BatchUI | None = None,
-              command: CommandFactory = grade_command) -> BatchResult:
+              command: CommandFactory | None = None) -> BatchResult:
     """Grade the class in ``source`` into ``options.outdir``; resumes an interrupted run."""
     ui = ui or QuietUI()
     options.outdir.mkdir(parents=True, exist_ok=True)
@@ -309,9 +315,10 @@ def fingerprint(roster: Roster, options: BatchOptions, ui: BatchUI) -> list[Stud
     first_by_sha: dict[str, str] = {}
     students, stems = [], {}
     for entry in roster.entries:
-        info = submission_info(entry.path, options.assignment.config.required_files)
+        info, files = submission_info(entry.path, options.assignment.config.required_files)
         leader = first_by_sha.setdefault(info.sha256, entry.student) if info is not None else None
-        student = Student(entry, report_stem(entry.student), info, leader if leader != entry.student else None)
+        student = Student(entry, report_stem(entry.student), info, leader if leader != entry.student else None,
+                          files)
         if student.stem in stems:
             raise BatchError(f"students {stems[student.stem]!r} and {entry.student!r} would share a report file")
         stems[student.stem] = entry.student
@@ -319,16 +326,18 @@ def fingerprint(roster: Roster, options: BatchOptions, ui: BatchUI) -> list[Stud
     return students
 
 
-def submission_info(path: Path, required_files: Sequence[str]) -> SubmissionInfo | None:
-    """What ``grader grade`` would record about the submission, or None if it cannot be loaded."""
+def submission_info(path: Path, required_files: Sequence[str]
+                    ) -> tuple[SubmissionInfo | None, dict[str, bytes] | None]:
+    """What ``grader grade`` would record about the submission and its staged files; Nones if it cannot be loaded."""
     try:
         sub = load_submission(path, required_files)
     except SubmissionError:
-        return None
+        return None, None
     with sub:
-        return SubmissionInfo(sha256=sub.sha256, kind=sub.kind,
+        info = SubmissionInfo(sha256=sub.sha256, kind=sub.kind,
                               files=[SubmissionFile(name=f.name, size=f.size, sha256=f.sha256) for f in sub.files],
                               ignored_files=list(sub.ignored_files), notes=list(sub.notes))
+        return info, staged_files(sub.staged_dir)
 
 
 def make_plan(students: list[Student], options: BatchOptions) -> Plan:
@@ -364,29 +373,35 @@ def current_report(student: Student, options: BatchOptions) -> Report | None:
     return report if same else None
 
 
-# -- running the grading processes --------------------------------------------------------
+# -- running the grading jobs --------------------------------------------------------------
 
 
-@dataclass
-class _Job:
-    student: Student
-    proc: subprocess.Popen[bytes]
-    out: Path
-    log: Path
-    started: float
-    started_at: datetime
-    stop_sent: float | None = None
-    timed_out: bool = False
+class WorkerRefused(BatchError):
+    """A grading process would not grade with this batch's assignment, grader or image."""
+
+    exit_status = ExitStatus.SANDBOX
+
+
+def make_pool(options: BatchOptions, command: CommandFactory | None, students: dict[str, Student],
+              bundle: AssignmentBundle) -> GradingPool:
+    """The executor: a Dask cluster, ``grader grade`` per submission (``command``), or local processes."""
+    workdir = options.outdir / TMP_DIR
+    if command is not None:
+        def argv_for(key: str, out: Path) -> list[str]:
+            return command(students[key].entry.path, students[key].id, out, options)
+
+        return SubprocessPool(options.jobs, workdir, argv_for)
+    if options.cluster:
+        from grader.classwork.cluster import ClusterPool
+
+        return ClusterPool(options.cluster, bundle)
+    return LocalPool(options.jobs, workdir, options.assignment.root)
 
 
 class _Runner:
-    """Keeps ``options.jobs`` grading processes busy, from the main thread only.
+    """Keeps the pool busy from one thread; installs each report the moment it comes back."""
 
-    One thread: ``preexec_fn`` (which sets the parent-death signal) is only safe without
-    other threads, and a polling loop needs none.
-    """
-
-    def __init__(self, plan: Plan, options: BatchOptions, ui: BatchUI, command: CommandFactory,
+    def __init__(self, plan: Plan, options: BatchOptions, ui: BatchUI, command: CommandFactory | None,
                  log: RunLog) -> None:
         self.plan, self.options, self.ui, self.command, self.log = plan, options, ui, command, log
         self.followers: dict[str, list[Student]] = {}
@@ -395,89 +410,110 @@ class _Runner:
         self.graded = self.copied = 0
         self.job_seconds: dict[str, float] = {}
         self.tmp = options.outdir / TMP_DIR
+        self.by_key = {s.stem: s for s in plan.to_grade}
+        self.started_at: dict[str, datetime] = {}
 
     def run(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
         regraded = {s.id for s in self.plan.to_grade}
         for leader in [lead for lead in self.followers if lead not in regraded]:
             self._copy_for(leader, load_report(self.options.reports_dir / f"{self._stem(leader)}.json"))
-        pending, running = deque(self.plan.to_grade), []
-        try:
-            while pending or running:
-                while pending and len(running) < self.options.jobs:
-                    running.append(self._start(pending.popleft()))
-                running = [job for job in running if not self._step(job)]
-                self.ui.tick()
-                time.sleep(POLL_S)
-        except BaseException:
-            stop_jobs([job.proc for job in running])
-            raise
+        here = [s for s in self.plan.to_grade if s.files is None]    # cannot be loaded: no sandbox needed
+        for student in here:
+            self._grade_here(student)
+        pending = deque(s for s in self.plan.to_grade if s.files is not None)
+        if pending:
+            self._run_pool(pending)
+        for path in self.tmp.glob("grading-process-*.log"):
+            path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.tmp.rmdir()  # empty after a complete run
+
+    def _run_pool(self, pending: deque[Student]) -> None:
+        bundle = assignment_bundle(self.options.assignment)
+        pool = make_pool(self.options, self.command, self.by_key, bundle)
+        digests = {"assignment_digest": bundle.digest, "grader_digest": grader_digest()}
+        running: set[str] = set()
+        try:
+            while pending or running:
+                while pending and pool.free_slots() > 0:
+                    student = pending.popleft()
+                    pool.submit(student.stem, self._job(student, digests))
+                    self.started_at[student.stem] = datetime.now(timezone.utc)
+                    running.add(student.stem)
+                    self.ui.started(student.id)
+                for done in pool.wait(POLL_S):
+                    running.discard(done.key)
+                    self._finish(self.by_key[done.key], done)
+                self.ui.tick()
+        finally:
+            pool.close()
+
+    def _job(self, student: Student, digests: dict[str, str]) -> GradingJob:
+        assert student.files is not None
+        return make_job(student.id, student.files, seed=self.options.seed, backend=self.options.backend,
+                        image_tag=self.options.image, timeout_s=self.options.timeout_s, **digests)
 
     def _stem(self, student_id: str) -> str:
         return next(s.stem for s in self.plan.students if s.id == student_id)
 
-    def _start(self, student: Student) -> _Job:
-        out, log = self.tmp / f"{student.stem}.json", self.tmp / f"{student.stem}.log"
-        argv = self.command(student.entry.path, student.id, out, self.options)
-        with open(log, "wb") as log_fh:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True,
-                                    preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+    def _grade_here(self, student: Student) -> None:
+        """A submission that does not load: its submission-error report, made as ``grader grade`` makes it."""
         self.ui.started(student.id)
-        return _Job(student, proc, out, log, time.monotonic(), datetime.now(timezone.utc))
+        clock = time.monotonic()
+        result = grade(GradeRequest(self.options.assignment, student.entry.path, backend=self.options.backend,
+                                    seed=self.options.seed, student=student.id, image=self.options.image))
+        self._install_graded(student, result.report, time.monotonic() - clock, "client")
 
-    def _step(self, job: _Job) -> bool:
-        """Check one job; True when it is finished (and its report installed)."""
-        if job.proc.poll() is not None:
-            self._finish(job)
-            return True
-        now = time.monotonic()
-        if now - job.started > self.options.timeout_s and job.stop_sent is None:
-            job.timed_out, job.stop_sent = True, now
-            signal_group(job.proc, STOP_SIGNAL)
-        elif job.stop_sent is not None and now - job.stop_sent > STOP_GRACE_S:
-            signal_group(job.proc, signal.SIGKILL)
-        return False
+    def _finish(self, student: Student, done: Finished) -> None:
+        report = self._report(student, done)
+        self._install_graded(student, report, done.seconds, done.where)
 
-    def _finish(self, job: _Job) -> None:
-        seconds = time.monotonic() - job.started
-        report = self._child_report(job, seconds)
-        report = with_notes(report, job.student.entry.notes)
-        path = self._install(job.student, report)
+    def _install_graded(self, student: Student, report: Report, seconds: float, where: str) -> None:
+        report = with_notes(report, student.entry.notes)
+        path = self._install(student, report)
         self.graded += 1
-        self.job_seconds[job.student.id] = seconds
-        self.log.write("graded", student=job.student.id, report=path.name, status=report.status,
+        self.job_seconds[student.id] = seconds
+        self.log.write("graded", student=student.id, report=path.name, status=report.status,
                        score=report.score, max_score=report.max_score, wall_seconds=round(seconds, 3),
-                       tests_seconds=report.timings.tests_seconds, exit=job.proc.returncode)
-        self.ui.finished(job.student.id, report, "graded", seconds)
-        for tmp in (job.out, job.log):
-            tmp.unlink(missing_ok=True)
-        self._copy_for(job.student.id, report)
+                       tests_seconds=report.timings.tests_seconds, where=where)
+        self.ui.finished(student.id, report, "graded", seconds)
+        self._copy_for(student.id, report)
 
-    def _child_report(self, job: _Job, seconds: float) -> Report:
-        if job.timed_out:
-            return sandbox_error_report(job.student, self.options, job.started_at, seconds, "grading-timeout",
-                                        f"grading took longer than the batch's bound of {self.options.timeout_s:g} s "
-                                        "of wall-clock time, so it was stopped",
-                                        "an infinite loop or a very slow submission: grade it alone with "
-                                        "`grader grade` to see which test hangs, or rerun the batch with a "
-                                        "larger --timeout and --retry-errors")
-        code = job.proc.returncode
-        problem = _exit_problem(code)
-        if problem is None:
+    def _report(self, student: Student, done: Finished) -> Report:
+        """The report in the envelope, validated here, with the client's record of the submission."""
+        envelope = done.envelope
+        started = self.started_at.get(student.stem, datetime.now(timezone.utc))
+        if "refused" in envelope:
+            refused = envelope["refused"] or {}
+            raise WorkerRefused(f"{done.where} refused to grade {student.id!r}: {refused.get('message')}",
+                                hint=refused.get("hint") or "nothing was written for that student; fix the "
+                                                            "worker and rerun the same command to resume")
+        if "report" in envelope:
             try:
-                report = load_report(job.out)
-                if report.student == job.student.id:
-                    return report
-                problem = f"its report names student {report.student!r}"
-            except ReportError as err:
+                report = report_from_json(json.loads(envelope["report"]), source=f"the report of {student.id!r}")
+                problem = self._mismatch(student, report)
+            except (ReportError, json.JSONDecodeError, TypeError) as err:
                 problem = f"its report is unusable: {err}"
-        return sandbox_error_report(job.student, self.options, job.started_at, seconds, "grader-crashed",
-                                    f"the grading process failed ({problem})\n{_tail(job.log)}",
-                                    "rerun the batch with --retry-errors, or grade this submission alone "
-                                    "with `grader grade` to see the error")
+            if problem is None:
+                return with_submission(report, student.info) if student.info is not None else report
+            envelope = failure("grader-crashed", f"the grading process failed ({problem})")
+        fail = envelope.get("failure") or envelope.get("error") or {}
+        code = fail.get("code", "grader-crashed")
+        hint = (GRADING_TIMEOUT_HINT if code == "grading-timeout" else
+                "rerun the batch with --retry-errors, or grade this submission alone with `grader grade` "
+                "to see the error")
+        return sandbox_error_report(student, self.options, started, done.seconds, code,
+                                    str(fail.get("message", "the grading failed")), hint)
+
+    @staticmethod
+    def _mismatch(student: Student, report: Report) -> str | None:
+        if report.student != student.id:
+            return f"its report names student {report.student!r}"
+        graded = {student.sha256, files_digest(student.files) if student.files is not None else ""}
+        if report.submission.sha256 not in graded:
+            return "its report is of other files than the ones sent"
+        return None
 
     def _install(self, student: Student, report: Report) -> Path:
         return write_report(report, self.options.reports_dir / f"{student.stem}.json")
@@ -491,65 +527,8 @@ class _Runner:
             self.ui.finished(follower.id, copy, "copied", 0.0)
 
 
-def _exit_problem(code: int | None) -> str | None:
-    """None when ``grader grade`` exited as it does after writing its report."""
-    if code in _GRADE_WROTE_REPORT:
-        return None
-    if code is not None and code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit status {code}"
-
-
-def _tail(log: Path, lines: int = 25, limit: int = 4000) -> str:
-    try:
-        text = log.read_bytes()[-limit:].decode("utf-8", "replace")
-    except OSError:
-        return ""
-    shown = "\n".join(text.splitlines()[-lines:]).strip()
-    return f"its last output:\n{shown}" if shown else "it printed nothing"
-
-
-def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal the process group a grading process leads (it runs in its own session)."""
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_jobs(procs: Iterable[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
-    """SIGINT (the graders stop their sandboxes), then SIGKILL whoever is left after ``grace``."""
-    procs = list(procs)
-    for proc in procs:
-        signal_group(proc, STOP_SIGNAL)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        signal_group(proc, signal.SIGKILL)
-        proc.wait()
-
-
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the child before exec: get SIGINT when the batch dies, even by ``kill -9``.
-
-    SIGINT is set back to its default first: a batch started in the background by a shell
-    inherits it ignored, and Python would then never turn it into KeyboardInterrupt.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, int(STOP_SIGNAL), 0, 0, 0)
-    if os.getppid() != parent:  # the batch died before prctl took effect
-        os.kill(os.getpid(), STOP_SIGNAL)
+GRADING_TIMEOUT_HINT = ("an infinite loop or a very slow submission: grade it alone with `grader grade` to see "
+                        "which test hangs, or rerun the batch with a larger --timeout and --retry-errors")
 
 
 # -- reports the batch makes itself -------------------------------------------------------
@@ -572,6 +551,11 @@ def unreadable_info(path: Path) -> SubmissionInfo:
     kind = "directory" if path.is_dir() else (path.suffix.lstrip(".") or "file")
     return SubmissionInfo(sha256=NO_SUBMISSION_SHA, kind=kind, notes=["the submission could not be read"])
 
+
+
+def with_submission(report: Report, info: SubmissionInfo) -> Report:
+    """The report with the client's record of the submission (the worker saw only its staged files)."""
+    return Report.model_validate({**report.model_dump(), "submission": info.model_dump()})
 
 
 def with_notes(report: Report, notes: Sequence[str]) -> Report:

@@ -14,7 +14,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from grader.assignment import find_assignment
-from grader.classwork.batch import DEFAULT_TIMEOUT_S, BatchOptions, BatchResult, Plan, default_jobs, run_batch
+from grader.classwork.batch import (CLUSTER_ENV, DEFAULT_TIMEOUT_S, BatchOptions, BatchResult, Plan, default_jobs,
+                                    run_batch)
 from grader.report import Report, identical_to
 
 
@@ -111,8 +112,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--seed", type=int, default=None, help="seed of the Programs (default: the assignment's)")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="wall-clock seconds one submission may take before it is stopped (sandbox-error)")
+@click.option("--cluster", metavar="tcp://HOST:8786", envvar=CLUSTER_ENV, default=None,
+              help=f"grade on this Dask scheduler's workers instead of on this machine (also ${CLUSTER_ENV}); "
+                   "-j is then the cluster's")
 def command(submissions: Path, assignment: str, outdir: Path, jobs: int | None, backend: str, force: bool,
-            retry_errors: bool, seed: int | None, timeout_s: float) -> None:
+            retry_errors: bool, seed: int | None, timeout_s: float, cluster: str | None) -> None:
     """Grade a class: SUBMISSIONS is a folder with one entry per student (a folder, .py, .zip or
     .ipynb named after the student) or a Gradescope/Canvas bulk-download zip.
 
@@ -120,9 +124,10 @@ def command(submissions: Path, assignment: str, outdir: Path, jobs: int | None, 
     same command after an interruption: only students without a current report are graded.
     """
     asg = find_assignment(assignment)
-    image = _prepare_docker() if backend == "docker" else None
+    image = _prepare_docker() if backend == "docker" and not cluster else None   # workers build their own
     options = BatchOptions(asg, outdir, backend=backend, jobs=jobs or default_jobs(), force=force,
-                           retry_errors=retry_errors, seed=seed, timeout_s=timeout_s, image=image)
+                           retry_errors=retry_errors, seed=seed, timeout_s=timeout_s, image=image,
+                           cluster=cluster or None)
     console = Console(highlight=False, soft_wrap=True)  # log lines stay whole in a file or a pipe
     ui = RichUI(console)
     previous = signal.signal(signal.SIGTERM, _interrupt)
