@@ -551,10 +551,13 @@ def unreadable_info(path: Path) -> SubmissionInfo:
     return SubmissionInfo(sha256=NO_SUBMISSION_SHA, kind=kind, notes=["the submission could not be read"])
 
 
-
 def with_submission(report: Report, info: SubmissionInfo) -> Report:
-    """The report with the client's record of the submission (the worker saw only its staged files)."""
-    return Report.model_validate({**report.model_dump(), "submission": info.model_dump()})
+    """The report with the client's record of the submission (the worker saw only its staged files).
+
+    What grading itself noted (a time budget that cut tests) is kept after the client's own notes."""
+    graded = [n for n in report.submission.notes if n not in info.notes]
+    merged = info.model_copy(update={"notes": [*info.notes, *graded]})
+    return Report.model_validate({**report.model_dump(), "submission": merged.model_dump()})
 
 
 def with_notes(report: Report, notes: Sequence[str]) -> Report:
