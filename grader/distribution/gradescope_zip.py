@@ -292,11 +292,11 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --
      --constraint "$SOURCE/constraints.txt")
 if have_wheels; then
     log "installing the grader and its dependencies from $WHEELHOUSE (no index)"
-    "${PIP[@]}" --no-index --find-links "$WHEELHOUSE" "$SOURCE"
+    "${PIP[@]}" --no-index --find-links "$WHEELHOUSE" "$SOURCE[staff]"   # staff: torch, the hidden suites' oracle
 else
     # torch's index holds $TORCH+cpu, which pip prefers to PyPI's CUDA build of the same version.
     log "installing the grader and its dependencies from PyPI, $TORCH from $TORCH_INDEX"
-    "${PIP[@]}" --extra-index-url "$TORCH_INDEX" "$TORCH" "$SOURCE"
+    "${PIP[@]}" --extra-index-url "$TORCH_INDEX" "$TORCH" "$SOURCE[staff]"
 fi
 
 # The local sandbox runs the student's code as uid 65534 (nobody) when the grader is root.
