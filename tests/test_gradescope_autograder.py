@@ -443,4 +443,7 @@ def test_a_submission_whose_ops_sleep_gets_its_report_within_the_budget(client, 
     assert seconds <= BUDGET_S + margin, log[-3000:]
     assert results["score"] == 0 and results["extra_data"]["status"] == "graded", log[-3000:]
     assert {t["status"] for t in results["tests"]} == {"failed"}
-    assert sum("timeouts.submission_s" in t.get("output", "") for t in results["tests"]) >= len(results["tests"]) - 1
+    # ordinary request timeouts come first (how many fit in the budget depends on start-up time), every other test was cut
+    cut = [t for t in results["tests"] if "timeouts.submission_s" in t.get("output", "")]
+    ordinary = [t for t in results["tests"] if "no answer within" in t.get("output", "") and t not in cut]
+    assert cut and len(cut) + len(ordinary) == len(results["tests"]), log[-3000:]
