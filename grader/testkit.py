@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import weakref
 from dataclasses import dataclass, field
 
+from grader.programs.expectations import program_digest
 from grader.programs.compare import ATOL, RTOL, Mismatch, assert_same
 from grader.programs.diagnosis import speed_diagnosis
 from grader.grading.executors import BudgetExhausted, Executor, TestTimeout
@@ -32,7 +34,7 @@ def weighted_sum(p: Program, y: Handle, shape: tuple[int, ...], name: str = "los
 
 
 TARGET_SECONDS = 0.03  # each round times about this much of the reference's work, in separate requests
-MIN_ROUNDS = 3         # the fewest rounds a verdict rests on
+MIN_ROUNDS = 2         # the fewest rounds a verdict rests on (at 2, the t bound needs two close rounds far from the limit)
 CONFIDENCE = 0.99      # one-sided: how sure an early verdict is, for log-ratios of i.i.d. rounds
 # one-sided 99% quantiles of Student's t for 1..12 degrees of freedom (a table, not a library call:
 # the test kit must not need scipy)
@@ -194,11 +196,74 @@ def _too_slow(program: Program, slow_limit_s: float, first_ref: float | None) ->
                           "Look for Python loops over elements, recursion, or work repeated per path.")
 
 
+@dataclass
+class _Memo:
+    """A Program's measurement so far on one (submission, reference) pair: later tests continue it."""
+
+    repeats: int = 1
+    data: _Rounds = field(default_factory=_Rounds)
+    failure: AssertionError | None = None   # the measurement failed (too slow, wrong answer): the same again
+
+
+# reference executor -> submission executor -> (Program digest, split) -> memo. Weak keys: a grading
+# session's executors (and so its memos) go with it, and nothing of one submission reaches the next.
+_MEMOS: weakref.WeakKeyDictionary[Executor, weakref.WeakKeyDictionary[Executor, dict[tuple[str, int | None], _Memo]]]
+_MEMOS = weakref.WeakKeyDictionary()
+
+
+def _memo_for(lab: Executor, reference: Executor, program: Program, split: int | None) -> tuple[_Memo, bool]:
+    """The memo of this measurement, and whether an earlier test made it (the same Program measured
+    twice, e.g. a chain test's 10,000 ops and the growth test's long chain, is timed once)."""
+    by_lab = _MEMOS.setdefault(reference, weakref.WeakKeyDictionary())
+    memos = by_lab.setdefault(getattr(lab, "inner", lab), {})
+    key = (program_digest(program), split)
+    found = key in memos
+    return memos.setdefault(key, _Memo()), found
+
+
 def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
              rounds: int, slow_limit_s: float, limit: float | None, split_backward: bool) -> SpeedMeasurement:
-    # torch judges the first run (from the expectations file where there is one); every later run is
-    # judged against the reference's answer on the same fresh draws, which the round computes anyway.
     split = split_point(program.steps) if split_backward else None
+    if reference is None:
+        _first_runs(lab, None, torch_ref, program, split, slow_limit_s)
+        return SpeedMeasurement(None, 1, [], [])
+    memo, earlier = _memo_for(lab, reference, program, split)
+    if earlier:
+        note = getattr(lab, "note_timed", None)
+        if note is not None:
+            note(program)      # the feature log still sees what this test times
+        if memo.failure is not None:
+            again = type(memo.failure)(*memo.failure.args)
+            again.diagnosis = getattr(memo.failure, "diagnosis", None)  # type: ignore[attr-defined]
+            raise again
+    else:
+        try:
+            memo.repeats, first = _first_runs(lab, reference, torch_ref, program, split, slow_limit_s)
+        except AssertionError as exc:
+            memo.failure = exc
+            raise
+        if first is not None:  # the first runs are round 0 when one run is long enough to time on its own
+            _record(memo.data, split, *first)
+    data, repeats = memo.data, memo.repeats
+    most = rounds if limit is None else 2 * rounds
+    try:
+        while len(data.lab) < most and not _enough(data, rounds, limit):
+            _round(lab, reference, program, len(data.lab), repeats, split, slow_limit_s, data)
+    except AssertionError as exc:
+        memo.failure = exc
+        raise
+    return SpeedMeasurement(data.ratio(), repeats, list(data.lab), list(data.ref), limit,
+                            _decision(len(data.lab), rounds, limit, data.ratios()), list(data.lab_backward),
+                            list(data.ref_backward))
+
+
+def _first_runs(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
+                split: int | None, slow_limit_s: float
+                ) -> tuple[int, tuple[tuple[float, float], tuple[float, float]] | None]:
+    """The first run of each side, the submission's checked against torch (from the expectations
+    file where there is one); every later run is judged against the reference's answer on the same
+    fresh draws, which the round computes anyway. Returns the repeats per round, and the first runs'
+    (submission, reference) times when one run is long enough to be round 0, else None."""
     expected = torch_ref.run(program)
     first_ref = _timed_run(reference, program, split, None) if reference is not None else None
     try:
@@ -209,23 +274,17 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
         raise _too_slow(program, slow_limit_s, first_ref[0] if first_ref else None) from None
     assert_same(program, expected, first_lab[2])
     if first_ref is None:
-        return SpeedMeasurement(None, 1, [], [])
+        return 1, None
     repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref[0], 1e-6))))
-    data = _Rounds()
-    if repeats == 1:  # the first runs are round 0 when one run is long enough to time on its own
-        _record(data, split, first_lab[:2], first_ref[:2])
-    most = rounds if limit is None else 2 * rounds
-    for i in range(len(data.lab), most):
-        _round(lab, reference, program, i, repeats, split, slow_limit_s, data)
-        if limit is None:
-            continue
-        if verdict_is_clear(data.ratios(), limit):
-            break
-        if len(data.lab) >= rounds and data.ratio() <= limit:
-            break  # a pass at the planned rounds; only a fail near the limit gets more rounds
-    return SpeedMeasurement(data.ratio(), repeats, data.lab, data.ref, limit,
-                            _decision(len(data.lab), rounds, limit, data.ratios()), data.lab_backward,
-                            data.ref_backward)
+    return repeats, ((first_lab[:2], first_ref[:2]) if repeats == 1 else None)
+
+
+def _enough(data: _Rounds, rounds: int, limit: float | None) -> bool:
+    """Without a limit every planned round runs; with one, rounds stop once the verdict is clear, or
+    at the planned rounds on a pass: only a fail near the limit gets more rounds."""
+    if limit is None:
+        return len(data.lab) >= rounds
+    return verdict_is_clear(data.ratios(), limit) or (len(data.lab) >= rounds and data.ratio() <= limit)
 
 
 def _record(data: _Rounds, split: int | None, lab: tuple[float, float], ref: tuple[float, float]) -> None:

@@ -115,8 +115,57 @@ def test_a_clear_pass_stops_early_and_says_so(reference) -> None:
     program = chain(200, unrolled=False)
     m = measure_speed(reference, reference, TorchExecutor(), program, rounds=7, slow_limit_s=10, limit=50.0)
     assert m.within(50.0) and m.rounds < 7 and "verdict clear after" in m.summary()
-    full = measure_speed(reference, reference, TorchExecutor(), program, rounds=4, slow_limit_s=10)
+    full = measure_speed(reference, reference, TorchExecutor(), chain(200, unrolled=False, seed=6), rounds=4,
+                         slow_limit_s=10)
     assert full.rounds == 4 and "all 4 rounds" in full.summary()
+
+
+class Counting:
+    """An executor that counts the timed requests it passes on."""
+
+    def __init__(self, executor) -> None:
+        self.executor, self.timed = executor, 0
+
+    def run(self, program):
+        return self.executor.run(program)
+
+    def time(self, program, repeats, timeout=None):
+        self.timed += 1
+        return self.executor.time(program, repeats, timeout)
+
+    def time_split(self, program, split, timeout=None):
+        self.timed += 1
+        return self.executor.time_split(program, split, timeout)
+
+
+def test_a_program_measured_again_continues_the_same_measurement(reference) -> None:
+    """Two tests timing the same Program on the same pair of sandboxes share its rounds: the second
+    adds rounds only when its own limit needs them; another submission's measurement is its own."""
+    lab, ref = Counting(reference), Counting(reference)
+    program = chain(300, unrolled=False, seed=11)
+    first = measure_speed(lab, ref, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=50.0)
+    runs = lab.timed
+    again = measure_speed(lab, ref, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=50.0)
+    assert lab.timed == runs and again.lab_seconds == first.lab_seconds   # clear already: no new runs
+    longer = measure_speed(lab, ref, TorchExecutor(), program, rounds=6, slow_limit_s=10)  # every round
+    assert longer.rounds == 6 and longer.lab_seconds[:first.rounds] == first.lab_seconds
+    assert lab.timed == runs + (6 - first.rounds) * first.repeats and first.rounds < 6 and len(first.lab_seconds) == first.rounds
+    other = Counting(reference)
+    measure_speed(other, ref, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=50.0)
+    assert other.timed >= 2     # a different submission: measured afresh
+
+
+def test_a_failed_measurement_fails_again_without_running(reference, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    source = (ROOT / "reference" / "autograd.py").read_text()
+    (wrong / "autograd.py").write_text(source.replace("return (g * (self.data > 0),)", "return (g * 0.5,)", 1))
+    lab = Counting(trusted_executor(wrong))
+    program = chain(100, unrolled=False, seed=12)
+    for _ in range(2):
+        with pytest.raises(Mismatch, match="grads"):
+            measure_speed(lab, reference, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=10.0)
+    assert lab.timed == 1
 
 
 def test_every_timed_answer_is_checked_against_the_reference(reference, tmp_path: Path) -> None:

@@ -46,19 +46,25 @@ class FeatureRecorder:
         self._executor, self._sink = executor, sink
         self._seen: list[list[dict[str, Any]]] = []   # steps already noted (a speed test's variants share them)
 
+    @property
+    def inner(self) -> Executor:
+        """The executor recorded: the same one for every test of a run (speed measurements are kept by it)."""
+        return self._executor
+
     def run(self, program: Program) -> RunResult:
         self._note(program)
         return self._executor.run(program)
 
     def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
-        self._note_timed(program)
+        self.note_timed(program)
         return self._executor.time(program, repeats, timeout)
 
     def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
-        self._note_timed(program)
+        self.note_timed(program)
         return self._executor.time_split(program, split, timeout)  # type: ignore[attr-defined]
 
-    def _note_timed(self, program: Program) -> None:
+    def note_timed(self, program: Program) -> None:
+        """Note a timed Program (also one whose measurement an earlier test made: see ``measure_speed``)."""
         if self._note(program):
             self._sink.features |= speed_features(program.steps, program.arrays)
             self._sink.timed_lengths.append(op_count(program.steps, program.arrays))

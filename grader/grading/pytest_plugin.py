@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -168,6 +169,7 @@ class GradingSession:
         explicit = config.getoption("grader_assignment")
         self._assignment = load_assignment(Path(explicit)) if explicit else None
         self.executors: dict[str, SandboxExecutor] = {}
+        self.starting: dict[str, Future[SandboxExecutor]] = {}   # sandboxes started ahead (see prestart)
         self.submission: Any = None
         self.outcomes: Outcomes | None = None
         self.setup_error: str | None = None
@@ -195,17 +197,36 @@ class GradingSession:
     def executor(self, which: str) -> SandboxExecutor:
         """The submission's ("lab") or the reference's ("reference") sandboxed executor, started once."""
         if which not in self.executors:
-            from grader.grading.executors import start_executor  # the backends table; docker SDK loads lazily
-
-            directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
-            if directory is None:
-                raise GraderError("this assignment has no reference solution to time against")
-            self.executors[which] = start_executor(self.backend, directory, self.assignment, which, image=self.image)
+            future = self.starting.pop(which, None)
+            self.executors[which] = future.result() if future is not None else self._start(which)
             if isinstance(self.executors[which], SandboxExecutor):
                 self.executors[which].deadline = self.deadline
             if which == "lab" and self.outcomes is not None:
                 self.outcomes.hello = dict(self.executors[which].hello)
         return self.executors[which]
+
+    def _start(self, which: str) -> SandboxExecutor:
+        from grader.grading.executors import start_executor  # the backends table; docker SDK loads lazily
+
+        directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
+        if directory is None:
+            raise GraderError("this assignment has no reference solution to time against")
+        return start_executor(self.backend, directory, self.assignment, which, image=self.image)
+
+    def prestart(self, items: list[pytest.Item]) -> None:
+        """Start the sandboxes the selected tests will ask for, side by side and while pytest gets
+        ready, instead of one after the other inside the first tests that need them. A failed start
+        is raised where the test asks for the sandbox, as it would have been without this."""
+        wanted = [which for which, fixture in (("lab", "lab"), ("reference", "reference_lab"))
+                  if any(fixture in getattr(item, "fixturenames", ()) for item in items)]
+        if "reference" in wanted and (self.assignment.reference_dir is None
+                                      or self.config.getoption("grader_no_speed_reference")):
+            wanted.remove("reference")
+        if not wanted:
+            return
+        pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="sandbox-start")
+        self.starting = {which: pool.submit(self._start, which) for which in wanted}
+        pool.shutdown(wait=False)
 
     def torch_oracle(self) -> ExpectedTorch:
         """torch's answers: at the assignment's seed from its expectations files, else live torch."""
@@ -323,7 +344,14 @@ class GradingSession:
         else:
             item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._assignment is not None and not self.setup_error:
+            self.prestart(session.items)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        for future in self.starting.values():   # started ahead but never asked for (e.g. every test cut)
+            if future.exception() is None:
+                future.result().close()
         for executor in self.executors.values():
             executor.close()
         record = self.config.getoption("grader_record")
