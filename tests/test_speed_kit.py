@@ -104,7 +104,11 @@ def test_repeat_rejects_bodies_it_cannot_loop() -> None:
 
 
 def test_verdict_is_clear_only_with_enough_consistent_rounds() -> None:
-    assert not verdict_is_clear([1.0, 1.1], 4.0)                       # fewer than MIN_ROUNDS
+    assert not verdict_is_clear([1.0], 40.0)                           # fewer than MIN_ROUNDS
+    assert verdict_is_clear([1.0, 1.3], 4.0)                           # both rounds 3x below the limit
+    assert verdict_is_clear([13.0, 30.0], 4.0)                         # both 3x above it
+    assert not verdict_is_clear([1.0, 1.5], 4.0)                       # closer: the t bound needs more rounds
+    assert not verdict_is_clear([11.0, 30.0], 4.0)
     assert verdict_is_clear([1.0, 1.1, 0.95], 4.0)                     # far below the limit
     assert verdict_is_clear([40.0, 55.0, 47.0], 4.0)                   # far above it
     assert not verdict_is_clear([3.5, 4.4, 3.9], 4.0)                  # straddles it

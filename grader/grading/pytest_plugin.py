@@ -213,20 +213,19 @@ class GradingSession:
             raise GraderError("this assignment has no reference solution to time against")
         return start_executor(self.backend, directory, self.assignment, which, image=self.image)
 
-    def prestart(self, items: list[pytest.Item]) -> None:
-        """Start the sandboxes the selected tests will ask for, side by side and while pytest gets
-        ready, instead of one after the other inside the first tests that need them. A failed start
-        is raised where the test asks for the sandbox, as it would have been without this."""
-        wanted = [which for which, fixture in (("lab", "lab"), ("reference", "reference_lab"))
-                  if any(fixture in getattr(item, "fixturenames", ()) for item in items)]
-        if "reference" in wanted and (self.assignment.reference_dir is None
-                                      or self.config.getoption("grader_no_speed_reference")):
-            wanted.remove("reference")
-        if not wanted:
+    def prestart(self, which: str) -> None:
+        """Start a sandbox in the background, so that sandboxes start side by side and while pytest
+        collects and runs the first tests, not one after the other inside the first tests that need
+        them. A failed start is raised where a test asks for the sandbox, as it would be without this."""
+        if which in self.starting or which in self.executors:
             return
-        pool = ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="sandbox-start")
-        self.starting = {which: pool.submit(self._start, which) for which in wanted}
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"start-{which}")
+        self.starting[which] = pool.submit(self._start, which)
         pool.shutdown(wait=False)
+
+    def _reference_wanted(self, items: list[pytest.Item]) -> bool:
+        return (self.assignment.reference_dir is not None and not self.config.getoption("grader_no_speed_reference")
+                and any("reference_lab" in getattr(item, "fixturenames", ()) for item in items))
 
     def torch_oracle(self) -> ExpectedTorch:
         """torch's answers: at the assignment's seed from its expectations files, else live torch."""
@@ -344,9 +343,13 @@ class GradingSession:
         else:
             item.stash[_DURATION] = item.stash.get(_DURATION, 0.0) + report.duration
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self._assignment is not None:   # every graded test asks for the submission's sandbox
+            self.prestart("lab")
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self._assignment is not None and not self.setup_error:
-            self.prestart(session.items)
+        if self._assignment is not None and session.items and self._reference_wanted(session.items):
+            self.prestart("reference")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         for future in self.starting.values():   # started ahead but never asked for (e.g. every test cut)
