@@ -1,7 +1,7 @@
 """How long a student waits for `grader check`, a TA for `grader grade`, and whether speed verdicts hold under load.
 
     python3 benchmarks/check_speed.py                      # figures + a quick robustness run
-    python3 benchmarks/check_speed.py --robustness full    # 50 grades per correct style, 10 per slow bug
+    python3 benchmarks/check_speed.py --robustness full    # 50 grades of each main style, 10 per slow bug
     python3 benchmarks/check_speed.py --robustness none --no-docker
 
 Prints each figure beside its target (issue 9). Wall times are medians of --runs runs; the peak
@@ -175,16 +175,21 @@ def ratios(report: dict) -> list[float]:
     return out
 
 
-def robustness(grades: int, bug_grades: int, backend: str) -> None:
-    styles = [ROOT / "reference", *sorted(p for p in (ROOT / "benchmarks" / "correct").iterdir() if p.is_dir())]
-    styles += sorted(p for p in (ROOT / "tests" / "correct").glob("*") if (p / "autograd.py").is_file())
+def robustness(grades: int, other_grades: int, bug_grades: int, backend: str) -> None:
+    """``grades`` full grades of each of the three main styles (the reference and benchmarks/correct/*),
+    ``other_grades`` of each of tests/correct/*, ``bug_grades`` speed grades of each slow bug."""
+    main_styles = [ROOT / "reference", *sorted(p for p in (ROOT / "benchmarks" / "correct").iterdir() if p.is_dir())]
+    others = sorted(p for p in (ROOT / "tests" / "correct").glob("*") if (p / "autograd.py").is_file())
+    styles = [(style, grades) for style in main_styles] + [(style, other_grades) for style in others]
     load = [multiprocessing.Process(target=burn, daemon=True) for _ in range(os.cpu_count() or 2)]
     for p in load:
         p.start()
     try:
         print(f"robustness under a competing load ({len(load)} busy loops), backend {backend}, "
               f"load average {os.getloadavg()[0]:.1f}:")
-        for style in styles:
+        for style, grades in styles:
+            if not grades:
+                continue
             failures, seen, full = 0, [], 0
             for _ in range(grades):
                 report = grade_once(style, backend, None)
@@ -217,7 +222,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per wall-time figure (median)")
     parser.add_argument("--robustness", choices=("none", "quick", "full"), default="quick",
-                        help="quick: 3 grades per correct style, 2 per slow bug; full: 50 and 10")
+                        help="quick: 3 grades of each main correct style (the reference, benchmarks/correct/*), 1 of each "
+                             "of tests/correct/*, 2 per slow bug; full: 50, 3 and 10")
     parser.add_argument("--backend", default="local", help="sandbox backend of the robustness grades")
     parser.add_argument("--no-docker", action="store_true", help="skip the `grader grade --backend docker` figure")
     args = parser.parse_args()
@@ -228,8 +234,8 @@ def main() -> None:
     if not args.no_docker:
         grade_figure(args.runs)
     if args.robustness != "none":
-        grades, bugs = (50, 10) if args.robustness == "full" else (3, 2)
-        robustness(grades, bugs, args.backend)
+        grades, others, bugs = (50, 3, 10) if args.robustness == "full" else (3, 1, 2)
+        robustness(grades, others, bugs, args.backend)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
