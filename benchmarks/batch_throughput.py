@@ -2,7 +2,7 @@
 
 The class: the reference (as a folder, a .py and a zip), the template (.py and notebook), the
 buggy variants of ``tests/buggy/``, broken submissions (syntax error, missing file, bad zip),
-a hostile one (``relu`` never returns) and identical copies. Prints:
+hostile ones that crash, flood or forge (``HOSTILE``, from ``tests/red_team/``) and identical copies. Prints:
 
 1. submissions per minute for ``grader batch -j N`` (target: >= 36/min for 60 submissions, full
    assignment, -j 2) and the grader's own overhead per graded submission: the wall time of its
@@ -37,13 +37,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.buggy import variant_file, variant_names  # noqa: E402
 from tests.classwork import essence  # noqa: E402
+from tests.test_red_team import submission_text  # noqa: E402
 
 TARGET_PER_MIN = 36.0
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "reference" / "autograd.py"
 TEMPLATE = ROOT / "student_template"
-HOSTILE = ROOT / "tests" / "data" / "hostile" / "loop_in_op" / "autograd.py"
+# hostile submissions that crash, flood or forge (none that sleeps into its timeouts: those measure
+# the timeouts, not the throughput); assembled from tests/red_team/ as its tests do
+HOSTILE = ("forged_report_stdout", "forged_result_files", "output_flood", "os_exit_in_backward",
+           "segfault_in_backward")
 
 
 def make_class(folder: Path, count: int) -> int:
@@ -57,8 +61,9 @@ def make_class(folder: Path, count: int) -> int:
     (folder / "s004-missing-file").mkdir()
     (folder / "s004-missing-file" / "tensor.py").write_text("x = 1\n", encoding="utf-8")
     (folder / "s005-bad-zip.zip").write_bytes(b"PK\x03\x04 not a zip")
-    shutil.copy(HOSTILE, folder / "s006-hostile.py")
-    fixed = 7
+    for i, case in enumerate(HOSTILE):
+        (folder / f"s{6 + i:03d}-hostile-{case}.py").write_text(submission_text(case), encoding="utf-8")
+    fixed = 6 + len(HOSTILE)
     variants = [variant_file(name).parent for name in variant_names()]
     duplicates = max(count // 10, count - fixed - len(variants))
     for i, variant in enumerate(variants[: count - fixed - duplicates]):

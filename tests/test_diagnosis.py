@@ -314,7 +314,7 @@ def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_pa
     shrunk checks (2, 3) hang. The first failure still reports its blamed op (unshrunk), within the
     diagnosis budget; after that timeout the run diagnoses no more, so the cost is paid once."""
     from grader.assignment import find_assignment
-    from grader.grading.diagnosis_hook import BUDGET_S
+    from grader.grading.diagnosis_hook import REQUEST_S
     from grader.grading.runner import GradeRequest, grade
 
     source = variant_file("mul_backward_uses_own_data").read_text(encoding="utf-8")
@@ -329,7 +329,7 @@ def test_a_submission_that_hangs_on_small_checks_costs_at_most_the_budget(tmp_pa
     failed = [t for t in report.tests if t.status != "passed"]
     assert len(failed) >= 5
     first = failed[0].diagnosis
-    assert first is not None and first.site == "mul" and first.seconds <= BUDGET_S + 1.0, first
+    assert first is not None and first.site == "mul" and first.seconds <= REQUEST_S + 2.5, first   # + torch's import, the restart
     assert all(t.diagnosis is None for t in failed[1:])
     assert all(t.duration < 15 for t in failed)         # far below the 20 s limit of one request
 

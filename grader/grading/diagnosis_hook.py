@@ -7,9 +7,7 @@ means the failure is reported without one.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 import time
 import weakref
@@ -19,6 +17,7 @@ import pytest
 
 from grader.grading.executors import Executor, SubmissionCrashed, TestTimeout
 from grader.programs.compare import Mismatch
+from grader.programs.expectations import program_digest
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.report import TestDiagnosis
@@ -26,8 +25,13 @@ from grader.report import TestDiagnosis
 DIAGNOSIS = pytest.StashKey[dict[str, Any]]()
 SWITCH = "GRADER_DIAGNOSIS"   # "0" turns the diagnosis off (to measure what it costs)
 TORCH = importlib.util.find_spec("torch") is not None  # local checks need torch's VJPs; no torch, no diagnosis
-BUDGET_S = 2.0                # host seconds one failure's diagnosis may spend in the sandbox, at most
-MIN_REQUEST_S = 0.25          # the shortest time limit a diagnosis request is given
+# The budget is counted in requests, not seconds, so that a busy machine gets the same diagnosis
+# as an idle one (a diagnosis takes at most 5 new requests of a few ms on the buggy catalogue; host
+# work such as torch's first import is not the submission's and is not counted). Seconds only
+# bound what a slow or hanging submission can cost: each request, and all of a run's requests.
+REQUESTS_PER_FAILURE = 40     # new sandbox requests one failure's diagnosis may make
+REQUEST_S = 0.5               # time limit of one diagnosis request (small Programs: milliseconds)
+RUN_SANDBOX_S = 30.0          # sandbox seconds all diagnoses of one run may take together
 
 
 class BudgetSpent(Exception):
@@ -43,27 +47,33 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
     from grader.programs.diagnose import diagnose  # noqa: PLC0415 - needs torch, optional where expectations ship
     start = time.perf_counter()
     fresh = [False]
+    made = [0]
     seen = _CACHE.setdefault(lab, {})
 
     def runner(p: Program) -> RunResult:
-        key = _key(p)
+        key = program_digest(p)
         if key not in seen:
             if not fresh[0]:  # the failing run may have left global state behind (a no_grad flag...)
                 getattr(lab, "reset", lambda: None)()
                 fresh[0] = True
-            left = BUDGET_S - (time.perf_counter() - start)
-            if left < MIN_REQUEST_S:
-                raise BudgetSpent(f"{BUDGET_S:g} s")
+            spent = _SPENT.get(lab, 0.0)
+            if made[0] >= REQUESTS_PER_FAILURE or spent >= RUN_SANDBOX_S:
+                raise BudgetSpent(f"{made[0]} requests, {spent:.1f} s in this run")
+            made[0] += 1
             # a ``time`` request of one repeat returns the same evidence as ``run``, under our time limit:
             # code that hangs on a small check costs the diagnosis, never the run, more than its budget
             timed = getattr(lab, "time", None)
+            asked = time.perf_counter()
             try:
-                seen[key] = timed(p, 1, timeout=left)[1] if timed is not None else lab.run(p)
+                seen[key] = (timed(p, 1, timeout=min(REQUEST_S, RUN_SANDBOX_S - spent))[1] if timed is not None
+                             else lab.run(p))
             except (TestTimeout, SubmissionCrashed):
                 # the worker was restarted: a submission that hangs or crashes on small checks is not
                 # diagnosed again in this run, so the diagnosis costs it one budget, not one per failure
                 _GAVE_UP[lab] = True
                 raise
+            finally:
+                _SPENT[lab] = spent + (time.perf_counter() - asked)
         return seen[key]
 
     try:
@@ -81,16 +91,7 @@ def diagnosed(exc: Mismatch, program: Program, expected: RunResult, got: RunResu
 # diagnosis, never a score.)
 _CACHE: weakref.WeakKeyDictionary[Any, dict[str, RunResult]] = weakref.WeakKeyDictionary()
 _GAVE_UP: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
-
-
-def _key(p: Program) -> str:
-    header, arrays = p.to_wire()
-    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-    for name in sorted(arrays):
-        arr = arrays[name]
-        digest.update(f"{name}{arr.dtype}{arr.shape}".encode())
-        digest.update(arr.tobytes())
-    return digest.hexdigest()
+_SPENT: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()   # sandbox seconds, per executor
 
 
 def to_report_diagnosis(found: dict[str, Any] | None) -> TestDiagnosis | None:
