@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument("--robustness", choices=("none", "quick", "full"), default="quick",
                         help="quick: 3 grades of each main correct style (the reference, benchmarks/correct/*), 1 of each "
                              "of tests/correct/*, 2 per slow bug; full: 50, 3 and 10")
+    parser.add_argument("--grades", type=int, default=None, help="override the grades of each main style")
+    parser.add_argument("--bug-grades", type=int, default=None, help="override the grades of each slow bug")
     parser.add_argument("--backend", default="local", help="sandbox backend of the robustness grades")
     parser.add_argument("--no-docker", action="store_true", help="skip the `grader grade --backend docker` figure")
     args = parser.parse_args()
@@ -235,6 +237,8 @@ def main() -> None:
         grade_figure(args.runs)
     if args.robustness != "none":
         grades, others, bugs = (50, 3, 10) if args.robustness == "full" else (3, 1, 2)
+        grades = args.grades if args.grades is not None else grades
+        bugs = args.bug_grades if args.bug_grades is not None else bugs
         robustness(grades, others, bugs, args.backend)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
