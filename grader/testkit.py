@@ -120,6 +120,15 @@ def ratio_bounds(ratios: list[float]) -> tuple[float, float]:
     return math.exp(mean - half), math.exp(mean + half)
 
 
+def _margin_side(ratios: list[float], limit: float) -> str | None:
+    """"below" or "above" when every round is ``CLEAR_MARGIN`` times beyond ``limit`` on that side."""
+    if max(ratios) * CLEAR_MARGIN <= limit:
+        return "below"
+    if min(ratios) >= limit * CLEAR_MARGIN:
+        return "above"
+    return None
+
+
 def verdict_is_clear(ratios: list[float], limit: float) -> bool:
     """True when enough rounds put the ratio on one side of ``limit`` (so a run stops early only when
     more rounds could not change it): at least ``MIN_ROUNDS``, and either every round ``CLEAR_MARGIN``
@@ -127,7 +136,7 @@ def verdict_is_clear(ratios: list[float], limit: float) -> bool:
     times what load does to a round), or every round on that side and the ``CONFIDENCE`` bound too."""
     if len(ratios) < MIN_ROUNDS:
         return False
-    if max(ratios) * CLEAR_MARGIN <= limit or min(ratios) >= limit * CLEAR_MARGIN:
+    if _margin_side(ratios, limit) is not None:
         return True
     low, high = ratio_bounds(ratios)
     return (high < limit and max(ratios) < limit) or (low > limit and min(ratios) > limit)
@@ -328,8 +337,8 @@ def _decision(used: int, rounds: int, limit: float | None, ratios: list[float]) 
         return f"all {used} rounds"
     low, high = ratio_bounds(ratios)
     bound = f"{CONFIDENCE:.0%} bounds {low:.2f}x..{high:.2f}x against the limit {limit:g}x"
-    if max(ratios) * CLEAR_MARGIN <= limit or min(ratios) >= limit * CLEAR_MARGIN:
-        side = "below" if max(ratios) < limit else "above"
+    side = _margin_side(ratios, limit)
+    if side is not None:
         bound = f"every round at least {CLEAR_MARGIN:g}x {side} the limit {limit:g}x"
     if used < rounds:
         return f"verdict clear after {used} of up to {rounds} rounds: {bound}"

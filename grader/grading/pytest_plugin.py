@@ -223,9 +223,10 @@ class GradingSession:
         self.starting[which] = pool.submit(self._start, which)
         pool.shutdown(wait=False)
 
-    def _reference_wanted(self, items: list[pytest.Item]) -> bool:
-        return (self.assignment.reference_dir is not None and not self.config.getoption("grader_no_speed_reference")
-                and any("reference_lab" in getattr(item, "fixturenames", ()) for item in items))
+    def reference_in_use(self) -> bool:
+        """Speed is timed against the reference, unless it is not shipped (a student bundle) or not
+        wanted (``--no-speed-reference``, `grader check`): then time limits judge it."""
+        return self.assignment.reference_dir is not None and not self.config.getoption("grader_no_speed_reference")
 
     def torch_oracle(self) -> ExpectedTorch:
         """torch's answers: at the assignment's seed from its expectations files, else live torch."""
@@ -348,7 +349,8 @@ class GradingSession:
             self.prestart("lab")
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if self._assignment is not None and session.items and self._reference_wanted(session.items):
+        if (self._assignment is not None and self.reference_in_use()
+                and any("reference_lab" in getattr(item, "fixturenames", ()) for item in session.items)):
             self.prestart("reference")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -430,9 +432,7 @@ def reference_lab(request: pytest.FixtureRequest) -> Executor | None:
     `grader check`): speed is then judged by time limits.
     """
     session = _session(request)
-    if session.assignment.reference_dir is None or request.config.getoption("grader_no_speed_reference"):
-        return None
-    return session.executor("reference")
+    return session.executor("reference") if session.reference_in_use() else None
 
 
 @pytest.fixture(scope="session")
