@@ -94,6 +94,7 @@ class _Rounds:
     ref: list[float] = field(default_factory=list)
     lab_backward: list[float] = field(default_factory=list)
     ref_backward: list[float] = field(default_factory=list)
+    variants: int = 0   # fresh variants run so far: numbered in order, whatever the repeats per round
 
     def ratios(self) -> list[float]:
         """Each round's judged ratio: the whole run's, or the worse of it and backward's alone."""
@@ -264,6 +265,7 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
     try:
         while len(data.lab) < most and not _enough(data, rounds, limit):
             _round(lab, reference, program, len(data.lab), repeats, split, slow_limit_s, data)
+            data.variants += repeats
     except AssertionError as exc:
         memo.failure = exc
         raise
@@ -316,7 +318,9 @@ def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats
     against the reference's answer on the same variant (trusted, and computed by the round anyway)."""
     # Every timed run is its own request on fresh draws, and the submission's answer to each is
     # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
-    variants = [program.variant(i * repeats + r) for r in range(repeats)]
+    # Variants are numbered in order whatever the repeats (which depend on the reference's speed), so
+    # the answers checked on every machine are the same: the Program itself and variant 0 at least.
+    variants = [program.variant(data.variants + r) for r in range(repeats)]
     answers: dict[str, list[RunResult]] = {"lab": [], "reference": []}
     totals = {"lab": [0.0, 0.0], "reference": [0.0, 0.0]}
     for side in (("reference", "lab") if i % 2 == 0 else ("lab", "reference")):

@@ -142,6 +142,32 @@ class Counting:
         return self.executor.time_split(program, split, timeout)
 
 
+class Seeing(Counting):
+    """Counts, records the seeds it is timed on, and adds ``extra`` seconds to each timed run (so the
+    repeats per round, chosen from the reference's first run, are what the test wants)."""
+
+    def __init__(self, executor, extra: float = 0.0) -> None:
+        super().__init__(executor)
+        self.extra, self.seeds = extra, []
+
+    def time_split(self, program, split, timeout=None):
+        self.seeds.append(program.seed)
+        built, backward, evidence = super().time_split(program, split, timeout)
+        return built + self.extra, backward, evidence
+
+
+@pytest.mark.parametrize("extra", [0.0, 1.0])
+def test_the_answers_checked_do_not_depend_on_the_repeats(reference, extra: float) -> None:
+    """Whatever the repeats per round (they follow the reference's speed), the Program itself and
+    variant 0 are always among the runs checked: a wrong answer that shows there fails on every machine."""
+    program = chain(100, unrolled=False, seed=13)
+    lab, ref = Seeing(reference, extra), Seeing(reference, extra)
+    m = measure_speed(lab, ref, TorchExecutor(), program, rounds=2, slow_limit_s=10, limit=50.0,
+                      split_backward=True)
+    assert (m.repeats == 1) == (extra > 0)
+    assert lab.seeds[:2] == [program.seed, program.variant(0).seed]
+
+
 def test_a_program_measured_again_continues_the_same_measurement(reference) -> None:
     """Two tests timing the same Program on the same pair of sandboxes share its rounds: the second
     adds rounds only when its own limit needs them; another submission's measurement is its own."""
