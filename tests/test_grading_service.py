@@ -87,6 +87,22 @@ def test_a_job_made_for_something_else_is_refused(one_process: LocalPool, assign
             "files": "do not match their digest"}[what] in done.envelope["refused"]["message"]
 
 
+def test_a_docker_job_for_another_image_is_refused_not_graded(docker_required: None, assignment_root: Path) -> None:
+    """A worker whose sandbox image is not the client's (stale grader files) refuses the job: it never
+    grades with the wrong image; the job with the right tag is graded."""
+    from grader.grading.service import Service
+    from grader.sandbox.image import ensure_image
+
+    service, tag = Service(), ensure_image()
+    stale = job_for(REFERENCE, assignment_root, "alice", backend="docker", image_tag=tag + "-stale")
+    refused = service.handle({"job": stale.model_dump(mode="json"), "assignment_root": str(assignment_root)})
+    assert set(refused) == {"refused"} and f"this worker's sandbox image is {tag}" in refused["refused"]["message"]
+    right = job_for(REFERENCE, assignment_root, "alice", backend="docker", image_tag=tag)
+    graded = service.handle({"job": right.model_dump(mode="json"), "assignment_root": str(assignment_root)})
+    report = report_from_json(json.loads(graded["report"]))
+    assert report.score == report.max_score and tag in (report.environment.image or "")
+
+
 def test_an_assignment_bundle_travels_and_is_checked(assignment_root: Path, tmp_path: Path) -> None:
     bundle = assignment_bundle(load_assignment(assignment_root))
     assert "reference/autograd.py" in bundle.files and "tests/hidden/test_ops.py" in bundle.files
