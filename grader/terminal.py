@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -55,6 +57,19 @@ def diagnosis_lead(report: Report) -> Text | None:
     return text
 
 
+NO_TORCH_HINT = ("no diagnosis: naming the op whose backward is wrong needs torch on this machine "
+                 "(pip install torch; the CPU build is enough), then run grader check again")
+
+
+def no_diagnosis_hint(report: Report) -> str | None:
+    """Why a report with gradient mismatches has no diagnosis, when the reason is on this machine:
+    the diagnosis compares each op's backward with torch's, and a student install has no torch."""
+    mismatched = any("differs from torch.autograd" in t.output for t in report.tests if t.status != "passed")
+    if not mismatched or report.diagnosis or importlib.util.find_spec("torch") is not None:
+        return None
+    return NO_TORCH_HINT
+
+
 def failure_text(t: TestResult, full_reproducer: bool = False, shown_in: str | None = None) -> str:
     """A failure's feedback: its diagnosis and shrunk reproducer first, then the explanation (whose
     full reproducer is folded when a shrunk one is shown, unless ``full_reproducer``). ``shown_in``:
@@ -99,6 +114,8 @@ def print_report(report: Report, console: Console, *, show_failures: bool = True
     lead = diagnosis_lead(report)
     if lead is not None:
         console.print(Panel(lead, title="[red]diagnosis[/red]", title_align="left"))
+    elif (hint := no_diagnosis_hint(report)) is not None:
+        console.print(Text(hint, style="dim"))
     if report.tests:
         console.print(tests_table(report))
     if show_failures:

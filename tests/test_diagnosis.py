@@ -8,6 +8,7 @@ real torch; the catalogue test at the end grades every buggy variant through the
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -253,6 +254,23 @@ def test_grader_check_leads_with_the_diagnosis_and_folds_the_full_reproducer() -
     full = Console(record=True, width=200)
     print_report(report, full, full_reproducer=True)
     assert full.export_text().count("Reproducer (t, seed 1)") == 4
+
+
+def test_grader_check_without_torch_says_what_the_diagnosis_needs(tmp_path: Path) -> None:
+    """A student install has no torch: the check still grades (stored expectations), and instead of a
+    silent absence of the diagnosis it says what to install to get one."""
+    from tests.buggy import materialize
+
+    submission = materialize("mul_backward_uses_own_data", tmp_path / "mul_backward_uses_own_data")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from grader.cli import main\n"
+            f"rc = main(['check', '--part', 'ops', {str(submission)!r}])\n"
+            "print('RESULT', rc)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200"})
+    out = " ".join(done.stdout.split())
+    assert "RESULT 1" in out and "differs from torch.autograd" in out, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "no diagnosis: naming the op whose backward is wrong needs torch" in out and "pip install torch" in out
 
 
 def test_the_class_report_shows_the_most_common_diagnoses_in_chromium(tmp_path: Path) -> None:
