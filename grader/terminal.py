@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from grader.programs.compare import DIFFERS_FROM_TORCH
 from grader.programs.diagnosis import FULL_REPRODUCER_START, group_sentence, lead_text
 from grader.report import Report, TestResult
 
@@ -64,8 +63,10 @@ NO_TORCH_HINT = ("no diagnosis: naming the op whose backward is wrong needs torc
 def no_diagnosis_hint(report: Report) -> str | None:
     """Why a report with gradient mismatches has no diagnosis, when the reason is on this machine:
     the diagnosis compares each op's backward with torch's, and a student install has no torch."""
-    mismatched = any("differs from torch.autograd" in t.output for t in report.tests if t.status != "passed")
-    if not mismatched or report.diagnosis or importlib.util.find_spec("torch") is not None:
+    from grader.grading.executors import torch_installed  # noqa: PLC0415 - the sandbox layer, only when needed
+
+    mismatched = any(DIFFERS_FROM_TORCH in t.output for t in report.tests if t.status != "passed")
+    if not mismatched or report.diagnosis or torch_installed():
         return None
     return NO_TORCH_HINT
 

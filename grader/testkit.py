@@ -265,7 +265,6 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
     try:
         while len(data.lab) < most and not _enough(data, rounds, limit):
             _round(lab, reference, program, len(data.lab), repeats, split, slow_limit_s, data)
-            data.variants += repeats
     except AssertionError as exc:
         memo.failure = exc
         raise
@@ -321,6 +320,7 @@ def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats
     # Variants are numbered in order whatever the repeats (which depend on the reference's speed), so
     # the answers checked on every machine are the same: the Program itself and variant 0 at least.
     variants = [program.variant(data.variants + r) for r in range(repeats)]
+    data.variants += repeats
     answers: dict[str, list[RunResult]] = {"lab": [], "reference": []}
     totals = {"lab": [0.0, 0.0], "reference": [0.0, 0.0]}
     for side in (("reference", "lab") if i % 2 == 0 else ("lab", "reference")):

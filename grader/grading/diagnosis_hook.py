@@ -7,7 +7,6 @@ means the failure is reported without one.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 import weakref
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from grader.grading.executors import Executor, SubmissionCrashed, TestTimeout
+from grader.grading.executors import Executor, SubmissionCrashed, TestTimeout, torch_installed
 from grader.programs.compare import Mismatch
 from grader.programs.expectations import program_digest
 from grader.programs.interpreter import RunResult
@@ -24,7 +23,7 @@ from grader.report import TestDiagnosis
 
 DIAGNOSIS = pytest.StashKey[dict[str, Any]]()
 SWITCH = "GRADER_DIAGNOSIS"   # "0" turns the diagnosis off (to measure what it costs)
-TORCH = importlib.util.find_spec("torch") is not None  # local checks need torch's VJPs; no torch, no diagnosis
+TORCH = torch_installed()  # local checks need torch's VJPs; no torch, no diagnosis
 # The budget is counted in requests, not seconds, so that a busy machine gets the same diagnosis
 # as an idle one (a diagnosis takes at most 5 new requests of a few ms on the buggy catalogue; host
 # work such as torch's first import is not the submission's and is not counted). Seconds only

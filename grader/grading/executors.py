@@ -193,7 +193,7 @@ class SandboxExecutor:
 
     def reset(self) -> None:
         """Re-import the submission in its worker, so one test's global state cannot leak into the next."""
-        if not self.used or self.import_error or self._left() <= 0 or len(self.crashes) >= CRASH_STREAK:
+        if not self.used or self.import_error or self._left() <= 0 or self._given_up:
             return
         self.used = False
         try:
@@ -222,10 +222,11 @@ class SandboxExecutor:
 
     def _exchange(self, program: Program, request: dict[str, Any], arrays: dict[str, Any], timeout: float | None,
                   expect: str = "result") -> tuple[float, Any, dict[str, Any]]:
-        """One request, timed on the host clock; a timeout or crash restarts the worker and raises."""
+        """One request, timed on the host clock; a timeout or crash restarts the worker (after
+        ``CRASH_STREAK`` crashes in a row: closes it for good) and raises."""
         if self.import_error:
             raise SubmissionImportFailed(f"your autograd.py could not be imported:\n{self.import_error}")
-        if len(self.crashes) >= CRASH_STREAK:
+        if self._given_up:
             raise SubmissionCrashed(f"not run: your code killed its worker in {len(self.crashes)} requests in a row, "
                                     f"so the worker was not restarted again. The first: {self.crashes[0]}")
         self.used = True
@@ -256,7 +257,7 @@ class SandboxExecutor:
     def _crashed(self, what: str) -> SubmissionCrashed:
         """Restart the worker, unless it has crashed ``CRASH_STREAK`` times in a row: then close it."""
         self.crashes.append(what)
-        if len(self.crashes) >= CRASH_STREAK:
+        if self._given_up:
             self.sandbox.close()
         else:
             self._restart()
@@ -268,6 +269,11 @@ class SandboxExecutor:
             return run_result_from_wire(reply.get("result"), reply_arrays, arrays)
         except MalformedEvidence as exc:
             raise self._crashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None
+
+    @property
+    def _given_up(self) -> bool:
+        """The worker crashed ``CRASH_STREAK`` requests in a row: it is closed and not started again."""
+        return len(self.crashes) >= CRASH_STREAK
 
     def _left(self) -> float:
         """Seconds left of the submission's budget (infinite without one)."""

@@ -23,6 +23,9 @@ ATOL = 1e-8
 MAX_LISTED = 4
 
 
+DIFFERS_FROM_TORCH = "differs from torch.autograd"   # a value's headline: what the diagnosis explains
+
+
 class Mismatch(AssertionError):
     """A submission's evidence differs from torch's; ``str()`` is the student's feedback."""
 
@@ -220,7 +223,7 @@ class Comparer:
             return
         if not np.allclose(got, exp, rtol=self.rtol, atol=self.atol, equal_nan=False):
             details, worst = _value_details(exp, got, self.rtol, self.atol)
-            self.diffs.append(Difference(f"{expr} differs from torch.autograd (at '{label}')",
+            self.diffs.append(Difference(f"{expr} {DIFFERS_FROM_TORCH} (at '{label}')",
                                          where + [f"shape {_shape(exp)} float64 in both"] + details,
                                          stop(_array_check(expr, exp, worst, self.rtol, self.atol)), order=order,
                                          subject=(kind, name)))
