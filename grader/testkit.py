@@ -3,9 +3,10 @@
 Speed is judged on the host clock around worker calls, as a ratio against the reference
 solution in a separate worker under the same limits, interleaved round by round, median of
 the rounds, stopping as soon as the verdict is clear (``verdict_is_clear``). Every timed run
-is its own request on fresh draws (``Program.variant``) and its answer is checked: the first
-against torch, the others against the reference's answer on the same draws. So a fast wrong
-answer earns nothing, and the harness's own work (torch, transport) stays off the clock.
+is its own request on fresh draws (``Program.variant``) and its answer is checked against the
+reference's answer on the same draws (without a reference, in ``grader check``, the one run is
+the Program itself, checked against torch). So a fast wrong answer earns nothing, and the
+harness's own work (torch, transport) stays off the clock.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ def weighted_sum(p: Program, y: Handle, shape: tuple[int, ...], name: str = "los
 
 
 TARGET_SECONDS = 0.03  # each round times about this much of the reference's work, in separate requests
-MIN_ROUNDS = 2         # the fewest rounds a verdict rests on
-CLEAR_MARGIN = 3.0     # rounds all this factor away from the limit make a clear verdict at MIN_ROUNDS already:
-                       # correct code's rounds range 0.5x..1.9x under a competing load (benchmarks/check_speed.py)
+MIN_ROUNDS = 2         # the fewest rounds a verdict near the limit rests on (the confidence bound needs two)
+CLEAR_MARGIN = 3.0     # rounds all this factor away from the limit make a clear verdict, even a single round:
+                       # correct code's rounds range 0.55x..2.5x under a competing load (benchmarks/check_speed.py),
+                       # and the slow bugs the lab names are 14x..thousands of times the reference
 CONFIDENCE = 0.99      # one-sided: how sure an early verdict is, for log-ratios of i.i.d. rounds
 # one-sided 99% quantiles of Student's t for 1..12 degrees of freedom (a table, not a library call:
 # the test kit must not need scipy)
@@ -131,14 +133,16 @@ def _margin_side(ratios: list[float], limit: float) -> str | None:
 
 
 def verdict_is_clear(ratios: list[float], limit: float) -> bool:
-    """True when enough rounds put the ratio on one side of ``limit`` (so a run stops early only when
-    more rounds could not change it): at least ``MIN_ROUNDS``, and either every round ``CLEAR_MARGIN``
-    times beyond the limit (a flip would take a load swing of that factor in every round, several
-    times what load does to a round), or every round on that side and the ``CONFIDENCE`` bound too."""
-    if len(ratios) < MIN_ROUNDS:
+    """True when the rounds so far put the ratio on one side of ``limit`` (so a run stops early only
+    when more rounds could not change it): every round ``CLEAR_MARGIN`` times beyond the limit, one
+    round included (a flip would take a load swing of that factor, beyond what load does to a round),
+    or at least ``MIN_ROUNDS`` rounds, every one on that side, and the ``CONFIDENCE`` bound too."""
+    if not ratios:
         return False
     if _margin_side(ratios, limit) is not None:
         return True
+    if len(ratios) < MIN_ROUNDS:
+        return False
     low, high = ratio_bounds(ratios)
     return (high < limit and max(ratios) < limit) or (low > limit and min(ratios) > limit)
 
@@ -241,7 +245,7 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
              rounds: int, slow_limit_s: float, limit: float | None, split_backward: bool) -> SpeedMeasurement:
     split = split_point(program.steps) if split_backward else None
     if reference is None:
-        _first_runs(lab, None, torch_ref, program, split, slow_limit_s)
+        _first_runs(lab, None, torch_ref, program, split, slow_limit_s, _Rounds())
         return SpeedMeasurement(None, 1, [], [])
     memo, earlier = _memo_for(lab, reference, program, split)
     if earlier:
@@ -254,7 +258,7 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
             raise again
     else:
         try:
-            memo.repeats, first = _first_runs(lab, reference, torch_ref, program, split, slow_limit_s)
+            memo.repeats, first = _first_runs(lab, reference, torch_ref, program, split, slow_limit_s, memo.data)
         except AssertionError as exc:
             memo.failure = exc
             raise
@@ -274,25 +278,36 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
 
 
 def _first_runs(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-                split: int | None, slow_limit_s: float
+                split: int | None, slow_limit_s: float, data: _Rounds
                 ) -> tuple[int, tuple[tuple[float, float], tuple[float, float]] | None]:
-    """The first run of each side, the submission's checked against torch (from the expectations
-    file where there is one); every later run is judged against the reference's answer on the same
-    fresh draws, which the round computes anyway. Returns the repeats per round, and the first runs'
-    (submission, reference) times when one run is long enough to be round 0, else None."""
-    expected = torch_ref.run(program)
-    first_ref = _timed_run(reference, program, split, None) if reference is not None else None
+    """The first run of each side. With a reference, on variant 0 (the first fresh draws), the
+    submission's answer checked against the reference's on the same draws, as in every round; without
+    one (``grader check``), on the Program itself, checked against torch (the expectations file).
+    So the answers checked do not depend on the machine: variant 0 always, whatever the repeats.
+    Returns the repeats per round, and the first runs' (submission, reference) times when one run
+    is long enough to be round 0, else None."""
+    if reference is None:
+        expected = torch_ref.run(program)
+        first_lab = _first_lab_run(lab, program, split, slow_limit_s, None)
+        assert_same(program, expected, first_lab[2])
+        return 1, None
+    first = program.variant(data.variants)
+    data.variants += 1
+    first_ref = _timed_run(reference, first, split, None)
+    first_lab = _first_lab_run(lab, first, split, slow_limit_s, first_ref[0])
+    assert_same(first, first_ref[2], first_lab[2])
+    repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref[0], 1e-6))))
+    return repeats, ((first_lab[:2], first_ref[:2]) if repeats == 1 else None)
+
+
+def _first_lab_run(lab: Executor, program: Program, split: int | None, slow_limit_s: float,
+                   reference_seconds: float | None) -> tuple[float, float, RunResult]:
     try:
-        first_lab = _timed_run(lab, program, split, slow_limit_s)
+        return _timed_run(lab, program, split, slow_limit_s)
     except BudgetExhausted:
         raise                       # the submission's whole budget is gone: a timeout, not "too slow"
     except TestTimeout:
-        raise _too_slow(program, slow_limit_s, first_ref[0] if first_ref else None) from None
-    assert_same(program, expected, first_lab[2])
-    if first_ref is None:
-        return 1, None
-    repeats = max(1, min(20, math.ceil(TARGET_SECONDS / max(first_ref[0], 1e-6))))
-    return repeats, ((first_lab[:2], first_ref[:2]) if repeats == 1 else None)
+        raise _too_slow(program, slow_limit_s, reference_seconds) from None
 
 
 def _enough(data: _Rounds, rounds: int, limit: float | None) -> bool:
@@ -317,8 +332,8 @@ def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats
     against the reference's answer on the same variant (trusted, and computed by the round anyway)."""
     # Every timed run is its own request on fresh draws, and the submission's answer to each is
     # checked: repeats cannot be skipped inside the sandbox, nor answers replayed from a cache.
-    # Variants are numbered in order whatever the repeats (which depend on the reference's speed), so
-    # the answers checked on every machine are the same: the Program itself and variant 0 at least.
+    # Variants are numbered in order whatever the repeats (which depend on the reference's speed),
+    # after the first runs' variant 0.
     variants = [program.variant(data.variants + r) for r in range(repeats)]
     data.variants += repeats
     answers: dict[str, list[RunResult]] = {"lab": [], "reference": []}

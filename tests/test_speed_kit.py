@@ -104,7 +104,11 @@ def test_repeat_rejects_bodies_it_cannot_loop() -> None:
 
 
 def test_verdict_is_clear_only_with_enough_consistent_rounds() -> None:
-    assert not verdict_is_clear([1.0], 40.0)                           # fewer than MIN_ROUNDS
+    assert not verdict_is_clear([], 4.0)
+    assert verdict_is_clear([1.0], 40.0)                               # one round, far below the limit
+    assert verdict_is_clear([150.0], 40.0)                             # one round, far above it
+    assert not verdict_is_clear([1.5], 4.0)                            # one round nearer: the t bound needs two
+    assert not verdict_is_clear([0.1], 0.25)                           # one round 2.5x below: not enough alone
     assert verdict_is_clear([1.0, 1.3], 4.0)                           # both rounds 3x below the limit
     assert verdict_is_clear([13.0, 30.0], 4.0)                         # both 3x above it
     assert not verdict_is_clear([1.0, 1.5], 4.0)                       # closer: the t bound needs more rounds
@@ -158,14 +162,18 @@ class Seeing(Counting):
 
 @pytest.mark.parametrize("extra", [0.0, 1.0])
 def test_the_answers_checked_do_not_depend_on_the_repeats(reference, extra: float) -> None:
-    """Whatever the repeats per round (they follow the reference's speed), the Program itself and
-    variant 0 are always among the runs checked: a wrong answer that shows there fails on every machine."""
+    """Whatever the repeats per round (they follow the reference's speed) and however soon the verdict is
+    clear, variant 0 is always the first run checked, then variants in order: a wrong answer that shows
+    there fails on every machine."""
     program = chain(100, unrolled=False, seed=13)
     lab, ref = Seeing(reference, extra), Seeing(reference, extra)
     m = measure_speed(lab, ref, TorchExecutor(), program, rounds=2, slow_limit_s=10, limit=50.0,
                       split_backward=True)
     assert (m.repeats == 1) == (extra > 0)
-    assert lab.seeds[:2] == [program.seed, program.variant(0).seed]
+    assert lab.seeds == ref.seeds == [program.variant(k).seed for k in range(len(lab.seeds))]
+    assert len(lab.seeds) == (m.rounds if m.repeats == 1 else 1 + m.rounds * m.repeats)
+    if m.repeats == 1:   # far below the limit: the first runs (variant 0) are the one round judged
+        assert m.rounds == 1 and "verdict clear after 1 of" in m.summary()
 
 
 def test_a_program_measured_again_continues_the_same_measurement(reference) -> None:
@@ -192,10 +200,12 @@ def test_a_failed_measurement_fails_again_without_running(reference, tmp_path: P
     (wrong / "autograd.py").write_text(source.replace("return (g * (self.data > 0),)", "return (g * 0.5,)", 1))
     lab = Counting(trusted_executor(wrong))
     program = chain(100, unrolled=False, seed=12)
-    for _ in range(2):
-        with pytest.raises(Mismatch, match="grads"):
-            measure_speed(lab, reference, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=10.0)
-    assert lab.timed == 1
+    with pytest.raises(Mismatch, match="grads"):
+        measure_speed(lab, reference, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=10.0)
+    runs = lab.timed
+    with pytest.raises(Mismatch, match="grads"):
+        measure_speed(lab, reference, TorchExecutor(), program, rounds=5, slow_limit_s=10, limit=10.0)
+    assert lab.timed == runs
 
 
 def test_every_timed_answer_is_checked_against_the_reference(reference, tmp_path: Path) -> None:

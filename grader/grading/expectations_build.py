@@ -1,7 +1,8 @@
 """Staff side of stored expectations: record torch's answers by running the suites on the reference.
 
-Running the real suites is the one way to list exactly the Programs they ask torch about
-(speed tests ask only for their first run; the rest is judged against the reference). Every
+Running the real suites is the one way to list exactly the Programs they ask torch about. They
+run without the speed reference, as ``grader check`` does: a speed test then asks torch about its
+Program (with a reference, every timed answer is judged against the reference's instead). Every
 test must pass on the reference, or nothing is written: answers from a broken run are no yardstick.
 """
 
@@ -39,6 +40,7 @@ def record(assignment: Assignment, folder: Path, backend: str = "local") -> dict
         args = ["-p", "grader.grading.pytest_plugin", str(tests), "--submission", str(reference),
                 "--backend", backend, "--assignment", str(assignment.root),
                 "--seed", str(assignment.config.seed), "--record-expectations", str(folder / name),
+                "--no-speed-reference",
                 "--rootdir", str(assignment.root), "-p", "no:cacheprovider", "-p", "no:randomly",
                 "--import-mode=importlib", "-o", "addopts=", "-q", "--no-header"]
         sink = io.StringIO()

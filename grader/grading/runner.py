@@ -68,6 +68,9 @@ def _pytest_args(req: GradeRequest, outcomes_path: Path) -> list[str]:
              "-p", "no:cacheprovider", "-p", "no:randomly", "--import-mode=importlib", "-o", "addopts=",
              # no:unraisableexception: its five gc.collect() passes at the end cost a check seconds
              "-p", "no:unraisableexception",
+             # the report quotes the exception itself: pytest's long tracebacks (it parses the source of
+             # every frame) cost ~50 ms a failure, seconds for a submission that fails most tests
+             "--tb=native",
              "-q", "--no-header", "-o", "console_output_style=classic"]
     if req.features_out is not None:
         args += ["--grader-features", str(req.features_out)]

@@ -107,9 +107,11 @@ def warm_up() -> None:
     """Pay the imports once, before the first job: the suites' modules are imported per job."""
     import grader.grading.pytest_plugin  # noqa: F401
     try:
-        import torch  # noqa: F401
+        import grader.programs.diagnose  # noqa: F401 - torch, and the diagnosis's own modules
+        from grader.programs.torch_oracle import warm_up as warm_torch
     except ImportError:  # pragma: no cover - a student's install; the suites will say so
-        pass
+        return
+    warm_torch()
 
 
 def serve(conn: Connection, parent: int) -> int:

@@ -12,6 +12,13 @@ import numpy as np
 import torch
 
 
+def warm_up() -> None:
+    """Pay torch's lazy first-use costs now: the first ``torch.optim.SGD`` imports torch._dynamo (~1.3 s),
+    which a long-lived grading process would otherwise charge to the first submission it diagnoses."""
+    param = torch.zeros(1, requires_grad=True)
+    torch.optim.SGD([param], lr=0.1)
+
+
 class TorchAdapter:
     def tensor(self, data: Any, requires_grad: bool) -> torch.Tensor:
         return torch.tensor(np.array(data, dtype=np.float64), requires_grad=requires_grad)

@@ -1,7 +1,7 @@
 """Part speed (hidden): matmul in an MLP-sized layer, chains (time and growth), deep diamonds.
 
 Timed against the reference solution in a sandbox of the same kind, interleaved (see
-``grader.testkit.measure_speed``); the timed run's evidence is checked against torch too.
+``grader.testkit.measure_speed``); every timed run's answer is checked against the reference's on the same draws.
 """
 
 import statistics
@@ -82,7 +82,7 @@ def test_matmul_layers_are_vectorised(lab, reference_lab, torch_ref, assignment,
     factor = assignment.config.speed.matmul_factor
     m = timed(lab, reference_lab, torch_ref, record_property, layer_program(seed + 2301),
               assignment.config.speed.rounds, MATMUL_LIMIT_S, factor, split_backward=False)
-    assert m.ratio <= factor, (f"forward+backward of two matmul layers is more than {factor:g}x slower than the "
+    assert m.within(factor), (f"forward+backward of two matmul layers is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Use @ on the arrays, no Python loops over elements.")
 
 
@@ -93,7 +93,7 @@ def test_backward_through_a_long_chain_with_a_shared_leaf(lab, reference_lab, to
     factor = assignment.config.speed.chain_factor
     m = timed(lab, reference_lab, torch_ref, record_property, chain_program(seed + 2302, 10_000),
               assignment.config.speed.rounds, CHAIN_LIMIT_S, factor)
-    assert m.ratio <= factor, (f"backward through a chain of 10,000 ops is more than {factor:g}x slower than the "
+    assert m.within(factor), (f"backward through a chain of 10,000 ops is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}")
 
 
@@ -117,6 +117,8 @@ def test_backward_time_grows_linearly_with_the_chain(lab, reference_lab, torch_r
     allowed = GROWTH_SLACK * max(short.ratio, 1.0) if short.ratio is not None else None
     long = timed(lab, reference_lab, torch_ref, record_property, chain_program(seed + 2302, 10_000), rounds,
                  CHAIN_LIMIT_S, allowed)
+    if short.ratio is None or long.ratio is None:
+        return   # no reference (recording torch's answers): the time limit of each run was the judge
     growth = per_run(long.lab_seconds, long) / per_run(short.lab_seconds, short)
     ref_growth = per_run(long.reference_seconds, long) / per_run(short.reference_seconds, short)
     assert long.ratio <= GROWTH_SLACK * max(short.ratio, 1.0), (
@@ -132,5 +134,5 @@ def test_backward_through_200_diamonds(lab, reference_lab, torch_ref, assignment
     factor = assignment.config.speed.diamond_factor
     m = timed(lab, reference_lab, torch_ref, record_property, diamond_program(seed + 2305, 200),
               assignment.config.speed.rounds, DIAMOND_LIMIT_S, factor)
-    assert m.ratio <= factor, (f"backward through 200 diamonds is more than {factor:g}x slower than the "
+    assert m.within(factor), (f"backward through 200 diamonds is more than {factor:g}x slower than the "
                                f"reference: {m.summary()}. Process each node once, in reverse topological order.")

@@ -6,8 +6,8 @@ against the limits in ``assignment.yaml`` (``speed:``), and the rounds stop as s
 verdict is clear (the test's output says how many ran). The chain and diamond tests also time
 ``backward()`` on its own (a second request after the graph is built) and judge the worse of
 that ratio and the whole run's. Every timed run's results are checked
-(the first against torch.autograd, the others against the reference on the same fresh draws),
-so a fast wrong answer earns nothing. A run that takes longer
+(against the reference's on the same fresh draws; in ``grader check``, the program's own draws
+against torch.autograd), so a fast wrong answer earns nothing. A run that takes longer
 than a few seconds (the reference needs milliseconds) fails at once as too slow.
 """
 
