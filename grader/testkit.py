@@ -36,9 +36,11 @@ def weighted_sum(p: Program, y: Handle, shape: tuple[int, ...], name: str = "los
 
 TARGET_SECONDS = 0.03  # each round times about this much of the reference's work, in separate requests
 MIN_ROUNDS = 2         # the fewest rounds a verdict near the limit rests on (the confidence bound needs two)
-CLEAR_MARGIN = 3.0     # rounds all this factor away from the limit make a clear verdict, even a single round:
-                       # correct code's rounds range 0.55x..2.5x under a competing load (benchmarks/check_speed.py),
-                       # and the slow bugs the lab names are 14x..thousands of times the reference
+PASS_MARGIN = 2.0      # rounds all this factor below the limit make a clear pass, even a single round
+FAIL_MARGIN = 3.0      # rounds all this factor above it make a clear fail: a fail needs the stronger evidence,
+                       # since correct code's rounds range 0.55x..2.5x under a competing load
+                       # (benchmarks/check_speed.py), and the slow bugs the lab names are 14x..1000s of times
+                       # the reference; a ratio nearer the limit gets more rounds and the confidence bound
 CONFIDENCE = 0.99      # one-sided: how sure an early verdict is, for log-ratios of i.i.d. rounds
 # one-sided 99% quantiles of Student's t for 1..12 degrees of freedom (a table, not a library call:
 # the test kit must not need scipy)
@@ -124,18 +126,19 @@ def ratio_bounds(ratios: list[float]) -> tuple[float, float]:
 
 
 def _margin_side(ratios: list[float], limit: float) -> str | None:
-    """"below" or "above" when every round is ``CLEAR_MARGIN`` times beyond ``limit`` on that side."""
-    if max(ratios) * CLEAR_MARGIN <= limit:
+    """"below" when every round is ``PASS_MARGIN`` times below ``limit``, "above" when every round is
+    ``FAIL_MARGIN`` times above it, else None."""
+    if max(ratios) * PASS_MARGIN <= limit:
         return "below"
-    if min(ratios) >= limit * CLEAR_MARGIN:
+    if min(ratios) >= limit * FAIL_MARGIN:
         return "above"
     return None
 
 
 def verdict_is_clear(ratios: list[float], limit: float) -> bool:
     """True when the rounds so far put the ratio on one side of ``limit`` (so a run stops early only
-    when more rounds could not change it): every round ``CLEAR_MARGIN`` times beyond the limit, one
-    round included (a flip would take a load swing of that factor, beyond what load does to a round),
+    when more rounds could not change it): every round a margin beyond the limit (``PASS_MARGIN`` below
+    it, ``FAIL_MARGIN`` above it), one round included (a flip would take a load swing of that factor),
     or at least ``MIN_ROUNDS`` rounds, every one on that side, and the ``CONFIDENCE`` bound too."""
     if not ratios:
         return False
@@ -358,7 +361,8 @@ def _decision(used: int, rounds: int, limit: float | None, ratios: list[float]) 
     bound = f"{CONFIDENCE:.0%} bounds {low:.2f}x..{high:.2f}x against the limit {limit:g}x"
     side = _margin_side(ratios, limit)
     if side is not None:
-        bound = f"every round at least {CLEAR_MARGIN:g}x {side} the limit {limit:g}x"
+        margin = PASS_MARGIN if side == "below" else FAIL_MARGIN
+        bound = f"every round at least {margin:g}x {side} the limit {limit:g}x"
     if used < rounds:
         return f"verdict clear after {used} of up to {rounds} rounds: {bound}"
     if used > rounds:

@@ -177,6 +177,9 @@ class Interpreter:
         self.kept: dict[str, Any] = {}
         self.result = RunResult()
         self.counter = 0
+        # bound once per run: a 10,000-op loop dispatches 10,000 steps, and the lookup is a third of that
+        self._handlers = {"binary": self._op_binary, "unary": self._op_unary, "tensor": self._op_tensor,
+                          "loop": self._op_loop}
 
     def run(self, steps: list[dict[str, Any]]) -> RunResult:
         self.run_part(steps)
@@ -201,11 +204,15 @@ class Interpreter:
         return self.result
 
     def _block(self, steps: list[dict[str, Any]]) -> None:
+        handlers = self._handlers
         for step in steps:
             index = self.counter
             self.counter += 1
             try:
-                getattr(self, "_op_" + step["op"])(step)
+                handler = handlers.get(step["op"])
+                if handler is None:   # an unknown op raises as a missing method did: the step's error
+                    handler = getattr(self, "_op_" + step["op"])
+                handler(step)
             except _StepFailed:
                 raise
             except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
@@ -233,7 +240,7 @@ class Interpreter:
         self.env[step["out"]] = self.adapter.tensor(self._value(step["value"]), bool(step["requires_grad"]))
 
     def _op_binary(self, step: dict[str, Any]) -> None:
-        a, b = (self._operand(step[k]) for k in ("a", "b"))
+        a, b = self._operand(step["a"]), self._operand(step["b"])
         self.env[step["out"]] = self.adapter.after_op(BINARY_OPS[step["fn"]].apply(a, b))
 
     def _operand(self, ref: dict[str, Any]) -> Any:
