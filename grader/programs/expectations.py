@@ -4,7 +4,8 @@ For the assignment's own seed the public Programs are the same for every student
 compute torch's results once (``grader expectations build``) and ship them: ``grader check``
 then needs no torch. The file is deterministic (sorted keys, fixed zip timestamps), so it
 only changes in git when a Program or torch's answer does, and it is safe to load: plain JSON,
-and arrays read with ``allow_pickle=False`` and validated like a worker's evidence.
+and arrays read by the frames' checked .npy reader (``protocol.npy_array``: numeric dtypes only,
+never a pickle) and validated like a worker's evidence.
 
     <folder>/<name>.json   {"format": 1, "assignment", "seed", "torch", "programs": {digest: {...}}}
     <folder>/<name>.npz    arrays named "<digest>/<key>"
@@ -24,6 +25,7 @@ import numpy as np
 from grader.programs.interpreter import RunResult
 from grader.programs.program import Program
 from grader.programs.wire import MalformedEvidence, run_result_from_wire
+from grader.sandbox.protocol import ProtocolError, npy_array
 
 FORMAT = 1
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -54,7 +56,7 @@ class Expectations:
     def __init__(self, meta: dict[str, Any] | None = None) -> None:
         self.meta: dict[str, Any] = dict(meta or {})
         self.entries: dict[str, tuple[str, dict[str, Any], dict[str, np.ndarray] | None]] = {}
-        self._npz: Any = None
+        self._npz: zipfile.ZipFile | None = None   # the .npz file's members, read (and checked) on first use
         self._members: dict[str, list[str]] = {}
         self._where = ""
 
@@ -80,12 +82,13 @@ class Expectations:
             raise ExpectationsError(f"{self._where}: entry {digest[:12]} is malformed: {exc}") from None
 
     def arrays_of(self, digest: str) -> tuple[str, dict[str, Any], dict[str, np.ndarray]]:
-        """An entry with its arrays read (from the ``.npz``, ``allow_pickle=False``, on first use)."""
+        """An entry with its arrays read (from the ``.npz``, by ``npy_array``, on first use)."""
         title, header, arrays = self.entries[digest]
         if arrays is None:
             try:
-                arrays = {k.split("/", 1)[1]: self._npz[k] for k in self._members.get(digest, [])}
-            except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                arrays = {k.split("/", 1)[1]: npy_array(self._npz.read(k + ".npy"), k)
+                          for k in self._members.get(digest, [])}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile, ProtocolError) as exc:
                 raise ExpectationsError(f"{self._where}: entry {digest[:12]}: {exc}") from None
             self.entries[digest] = (title, header, arrays)
         return title, header, arrays
@@ -110,14 +113,15 @@ class Expectations:
         json_path, npz_path = folder / f"{name}.json", folder / f"{name}.npz"
         try:
             index = json.loads(json_path.read_text(encoding="utf-8"))
-            npz = np.load(npz_path, allow_pickle=False)
+            npz = zipfile.ZipFile(io.BytesIO(npz_path.read_bytes()))
+            members = [name[:-4] for name in npz.namelist() if name.endswith(".npy")]
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ExpectationsError(f"cannot read expectations {json_path} / {npz_path}: {exc}") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("programs"), dict):
             raise ExpectationsError(f"{json_path} is not an expectations file of format {FORMAT}")
         store = cls({k: v for k, v in index.items() if k not in ("format", "programs")})
         store._npz, store._where = npz, str(json_path)
-        for member in npz.files:
+        for member in members:
             store._members.setdefault(member.split("/", 1)[0], []).append(member)
         for digest, entry in index["programs"].items():
             if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
