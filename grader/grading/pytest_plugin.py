@@ -24,7 +24,8 @@ import pytest
 from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError
 from grader.grading.executors import (BudgetExhausted, Executor, ExpectedTorch, SandboxExecutor, SubmissionCrashed,
-                                     SubmissionImportFailed, TestTimeout)
+                                     SubmissionImportFailed, TestTimeout, worker_spec)
+from grader.grading import kept_reference
 from grader.grading.feature_log import FeatureRecorder, TestFeatures, write_feature_log
 from grader.grading.provenance import installed_version
 from grader.programs import expectations as stored
@@ -32,6 +33,7 @@ from grader.grading.diagnosis_hook import DIAGNOSIS, diagnosed, to_report_diagno
 from grader.programs.compare import Mismatch, assert_same
 from grader.programs.program import Program
 from grader.report import TestResult
+from grader.sandbox.base import WorkerSpec
 
 SESSION_NAME = "grader-session"
 MAX_OUTPUT = 20_000
@@ -211,7 +213,22 @@ class GradingSession:
         directory = self._submission_dir() if which == "lab" else self.assignment.reference_dir
         if directory is None:
             raise GraderError("this assignment has no reference solution to time against")
+        if which == "reference":
+            kept = kept_reference.take(self.backend, self._reference_spec(directory))
+            if kept is not None:
+                return kept
         return start_executor(self.backend, directory, self.assignment, which, image=self.image)
+
+    def _reference_spec(self, directory: Path) -> WorkerSpec:
+        return worker_spec(directory, self.assignment, trusted=True, image=self.image)
+
+    def _release(self, which: str, executor: SandboxExecutor) -> None:
+        """Close a sandbox at the session's end; a grading service keeps the reference's for its next job."""
+        directory = self.assignment.reference_dir
+        if (which == "reference" and directory is not None and isinstance(executor, SandboxExecutor)
+                and kept_reference.give_back(self.backend, self._reference_spec(directory), executor)):
+            return
+        executor.close()
 
     def prestart(self, which: str) -> None:
         """Start a sandbox in the background, so that sandboxes start side by side and while pytest
@@ -354,11 +371,11 @@ class GradingSession:
             self.prestart("reference")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        for future in self.starting.values():   # started ahead but never asked for (e.g. every test cut)
+        for which, future in self.starting.items():   # started ahead but never asked for (e.g. every test cut)
             if future.exception() is None:
-                future.result().close()
-        for executor in self.executors.values():
-            executor.close()
+                self._release(which, future.result())
+        for which, executor in self.executors.items():
+            self._release(which, executor)
         record = self.config.getoption("grader_record")
         if record and self.oracle is not None and self.oracle.record is not None:
             self.oracle.record.meta["torch"] = installed_version("torch")

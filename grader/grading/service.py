@@ -1,8 +1,9 @@
 """A long-lived grading process: ``python -m grader.grading.service --fd N --parent PID``.
 
 It imports the grader, pytest and torch once, then grades one job after another, each in its
-own fresh sandboxes (``grader.grading.job.grade_job``). Its parent (the batch's client, or a Dask
-worker) talks to it over a socket inherited as fd N, in length-prefixed messages of JSON
+own fresh sandbox (``grader.grading.job.grade_job``); the reference's sandbox, which sees staff
+code only, is kept from one job to the next (``grader.grading.kept_reference``). Its parent (the
+batch's client, or a Dask worker) talks to it over a socket inherited as fd N, in length-prefixed messages of JSON
 (``multiprocessing.connection``'s ``send_bytes``/``recv_bytes``: nothing is pickled either way):
 
     request  {"job": <GradingJob>, "assignment_root": "/path", }
@@ -30,6 +31,7 @@ from typing import Any
 
 from grader.assignment import Assignment, load_assignment
 from grader.errors import GraderError, SandboxError
+from grader.grading import kept_reference
 from grader.grading.job import GradingJob, JobRefused, check_assignment, grade_job, grader_digest
 
 ORPHAN_CHECK_S = 0.5
@@ -119,6 +121,7 @@ def serve(conn: Connection, parent: int) -> int:
         return 1
     try:
         warm_up()
+        kept_reference.enable()     # the reference's sandbox is kept from one job to the next
         service = Service()
         while True:
             try:

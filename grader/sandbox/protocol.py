@@ -9,7 +9,7 @@ One frame on the byte stream::
 
 Stdlib + NumPy only: this module runs inside the sandbox too. Whatever comes out of a sandbox
 is hostile, so ``read_frame`` checks the sizes in the prefix before it allocates anything,
-checks the zip directory and every .npy header before it loads a byte of array data, and
+checks the zip directory and every .npy header before it builds an array from the bytes, and
 NEVER unpickles: a pickle, an object array, or any non-numeric dtype is refused.
 Every way a frame can be bad raises ``ProtocolError`` (a clean end of stream returns None).
 The functions work on any binary file-like object (``read(n)``, ``write``, ``flush``):
@@ -28,14 +28,14 @@ from typing import Any, BinaryIO, Mapping
 
 import numpy as np
 
+from grader.programs.npy import NUMERIC_KINDS, UnsafeArray, npy_array
+
 MAGIC = b"AGF1"
 PREFIX = struct.Struct(">4sIQ")
 MAX_HEADER_BYTES = 2**32 - 1            # what the uint32 length field can say
 MAX_MEMBERS = 100_000                   # arrays in one frame
-NUMERIC_KINDS = "biufc"                 # bool, signed, unsigned, float, complex
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,128}\Z")
 _ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
-_NPY_VERSIONS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 _CHUNK = 1 << 20
 
 Arrays = dict[str, np.ndarray]
@@ -173,51 +173,10 @@ def decode_arrays(payload: bytes, max_bytes: int) -> Arrays:
             return {info.filename[:-4]: npy_array(archive.read(info), info.filename) for info in infos}
     except ProtocolError:
         raise
+    except UnsafeArray as exc:
+        raise ProtocolError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - zipfile and numpy raise many types on garbage
         raise ProtocolError(f"the .npz payload is malformed ({type(exc).__name__}: {str(exc)[:200]})") from None
-
-
-# The header ``np.lib.format.write_array`` writes for a numeric array, exactly (then space padding and
-# a newline). Parsed here with this pattern; numpy's own parser compiles the header with
-# ``ast.literal_eval``, ~0.1 ms an array, which was a fifth of a grade's host time.
-_CANONICAL_NPY = re.compile(rb"\{'descr': '([<>|][biufc](?:1|2|4|8|16))', 'fortran_order': (False|True), "
-                            rb"'shape': \(((?:[0-9]{1,12}, ?)*(?:[0-9]{1,12})?)\), \} *\n\Z")
-
-
-def npy_array(raw: bytes, name: str = "member") -> np.ndarray:
-    """The (writable) array of one .npy member's bytes, after checking its header: a numeric dtype and a
-    shape that fits in the data. Never unpickles; a header numpy would not write goes to numpy's parser."""
-    canonical = _CANONICAL_NPY.match(raw, 10, 10 + int.from_bytes(raw[8:10], "little")) \
-        if raw[:8] == b"\x93NUMPY\x01\x00" and len(raw) >= 10 else None
-    if canonical is None:
-        member = io.BytesIO(raw)
-        shape, fortran, dtype = _npy_header(member, name)
-        offset = member.tell()
-    else:
-        dtype = np.dtype(canonical[1].decode("ascii"))
-        fortran = canonical[2] == b"True"
-        shape = tuple(int(n) for n in canonical[3].split(b",") if n.strip())
-        offset = canonical.end()
-    _check_dtype(dtype, name)
-    count = math.prod(shape)
-    if count * dtype.itemsize > len(raw) - offset:
-        raise ProtocolError(f"member {name!r} claims shape {shape} of {dtype}, larger than its data")
-    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).copy()
-    return flat.reshape(shape, order="F" if fortran else "C")
-
-
-def _npy_header(member: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(member)
-    if version not in _NPY_VERSIONS:
-        raise ProtocolError(f"member {name!r} uses .npy format version {version}")
-    return _NPY_VERSIONS[version](member)
-
-
-def _check_dtype(dtype: np.dtype, name: str) -> None:
-    if dtype.hasobject:
-        raise ProtocolError(f"member {name!r} is an object array (a pickle); refused")
-    if dtype.kind not in NUMERIC_KINDS:
-        raise ProtocolError(f"member {name!r} has non-numeric dtype {dtype}")
 
 
 def _check_directory(infos: list[zipfile.ZipInfo], max_bytes: int) -> None:

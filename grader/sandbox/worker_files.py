@@ -8,6 +8,7 @@ WORKER_FILES: tuple[str, ...] = (
     "grader/sandbox/protocol.py",
     "grader/programs/__init__.py",
     "grader/programs/ops.py",
+    "grader/programs/npy.py",
     "grader/programs/interpreter.py",
     "grader/sandbox/__init__.py",
     "grader/sandbox/worker.py",
