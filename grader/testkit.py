@@ -24,7 +24,8 @@ from grader.programs.interpreter import RunResult, split_point
 from grader.programs.program import Handle, Program
 from grader.programs.render import array_literal
 
-__all__ = ["Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed", "weighted_sum"]
+__all__ = ["PASS_MARGIN", "Program", "SpeedMeasurement", "assert_same", "loop_reproducer", "measure_speed",
+           "weighted_sum"]
 
 
 
@@ -125,24 +126,24 @@ def ratio_bounds(ratios: list[float]) -> tuple[float, float]:
     return math.exp(mean - half), math.exp(mean + half)
 
 
-def _margin_side(ratios: list[float], limit: float) -> str | None:
-    """"below" when every round is ``PASS_MARGIN`` times below ``limit``, "above" when every round is
+def _margin_side(ratios: list[float], limit: float, pass_margin: float = PASS_MARGIN) -> str | None:
+    """"below" when every round is ``pass_margin`` times below ``limit``, "above" when every round is
     ``FAIL_MARGIN`` times above it, else None."""
-    if max(ratios) * PASS_MARGIN <= limit:
+    if max(ratios) * pass_margin <= limit:
         return "below"
     if min(ratios) >= limit * FAIL_MARGIN:
         return "above"
     return None
 
 
-def verdict_is_clear(ratios: list[float], limit: float) -> bool:
+def verdict_is_clear(ratios: list[float], limit: float, pass_margin: float = PASS_MARGIN) -> bool:
     """True when the rounds so far put the ratio on one side of ``limit`` (so a run stops early only
     when more rounds could not change it): every round a margin beyond the limit (``PASS_MARGIN`` below
     it, ``FAIL_MARGIN`` above it), one round included (a flip would take a load swing of that factor),
     or at least ``MIN_ROUNDS`` rounds, every one on that side, and the ``CONFIDENCE`` bound too."""
     if not ratios:
         return False
-    if _margin_side(ratios, limit) is not None:
+    if _margin_side(ratios, limit, pass_margin) is not None:
         return True
     if len(ratios) < MIN_ROUNDS:
         return False
@@ -175,7 +176,8 @@ def loop_reproducer(program: Program, expected: RunResult, body: list[str]) -> s
 
 def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
                   rounds: int, slow_limit_s: float, loop_script: list[str] | None = None,
-                  limit: float | None = None, split_backward: bool = False) -> SpeedMeasurement:
+                  limit: float | None = None, split_backward: bool = False,
+                  pass_margin: float = PASS_MARGIN) -> SpeedMeasurement:
     """Interleave timed runs of ``program`` on ``lab`` and ``reference``; check the evidence too.
 
     ``slow_limit_s`` bounds one run (one request) of the submission: past it the test fails as too slow.
@@ -186,9 +188,12 @@ def measure_speed(lab: Executor, reference: Executor | None, torch_ref: Executor
     on (``split_point``), and judges the worse of the whole run's ratio and backward's alone: moving
     work from one to the other cannot help, and a slow backward is not diluted by the forward ops.
     ``loop_script`` replaces the reproducer of a wrong answer by ``loop_reproducer``'s short one.
+    ``pass_margin``: how far below ``limit`` every round must be for a pass to be clear at once (a
+    limit that is itself a slack over another measured ratio, as the growth test's, can take less).
     """
     try:
-        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s, limit, split_backward)
+        return _measure(lab, reference, torch_ref, program, rounds, slow_limit_s, limit, split_backward,
+                        pass_margin)
     except AssertionError as exc:  # too slow, or a Mismatch: say why, from the Program's shape
         found = speed_diagnosis(program, str(exc), too_slow=not isinstance(exc, Mismatch))
         if found is not None:
@@ -245,7 +250,8 @@ def _memo_for(lab: Executor, reference: Executor, program: Program, split: int |
 
 
 def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-             rounds: int, slow_limit_s: float, limit: float | None, split_backward: bool) -> SpeedMeasurement:
+             rounds: int, slow_limit_s: float, limit: float | None, split_backward: bool,
+             pass_margin: float) -> SpeedMeasurement:
     split = split_point(program.steps) if split_backward else None
     if reference is None:
         _first_runs(lab, None, torch_ref, program, split, slow_limit_s, _Rounds())
@@ -270,13 +276,14 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
     data, repeats = memo.data, memo.repeats
     most = rounds if limit is None else 2 * rounds
     try:
-        while len(data.lab) < most and not _enough(data, rounds, limit):
+        while len(data.lab) < most and not _enough(data, rounds, limit, pass_margin):
             _round(lab, reference, program, len(data.lab), repeats, split, slow_limit_s, data)
     except AssertionError as exc:
         memo.failure = exc
         raise
     return SpeedMeasurement(data.ratio(), repeats, list(data.lab), list(data.ref), limit,
-                            _decision(len(data.lab), rounds, limit, data.ratios()), list(data.lab_backward),
+                            _decision(len(data.lab), rounds, limit, data.ratios(), pass_margin),
+                            list(data.lab_backward),
                             list(data.ref_backward))
 
 
@@ -313,12 +320,13 @@ def _first_lab_run(lab: Executor, program: Program, split: int | None, slow_limi
         raise _too_slow(program, slow_limit_s, reference_seconds) from None
 
 
-def _enough(data: _Rounds, rounds: int, limit: float | None) -> bool:
+def _enough(data: _Rounds, rounds: int, limit: float | None, pass_margin: float) -> bool:
     """Without a limit every planned round runs; with one, rounds stop once the verdict is clear, or
     at the planned rounds on a pass: only a fail near the limit gets more rounds."""
     if limit is None:
         return len(data.lab) >= rounds
-    return verdict_is_clear(data.ratios(), limit) or (len(data.lab) >= rounds and data.ratio() <= limit)
+    return (verdict_is_clear(data.ratios(), limit, pass_margin)
+            or (len(data.lab) >= rounds and data.ratio() <= limit))
 
 
 def _record(data: _Rounds, split: int | None, lab: tuple[float, float], ref: tuple[float, float]) -> None:
@@ -354,14 +362,14 @@ def _round(lab: Executor, reference: Executor, program: Program, i: int, repeats
             (totals["reference"][0] / repeats, totals["reference"][1] / repeats))
 
 
-def _decision(used: int, rounds: int, limit: float | None, ratios: list[float]) -> str:
+def _decision(used: int, rounds: int, limit: float | None, ratios: list[float], pass_margin: float) -> str:
     if limit is None:
         return f"all {used} rounds"
     low, high = ratio_bounds(ratios)
     bound = f"{CONFIDENCE:.0%} bounds {low:.2f}x..{high:.2f}x against the limit {limit:g}x"
-    side = _margin_side(ratios, limit)
+    side = _margin_side(ratios, limit, pass_margin)
     if side is not None:
-        margin = PASS_MARGIN if side == "below" else FAIL_MARGIN
+        margin = pass_margin if side == "below" else FAIL_MARGIN
         bound = f"every round at least {margin:g}x {side} the limit {limit:g}x"
     if used < rounds:
         return f"verdict clear after {used} of up to {rounds} rounds: {bound}"
