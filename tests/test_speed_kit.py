@@ -352,3 +352,24 @@ def test_a_smaller_pass_margin_stops_a_pass_sooner_and_never_a_fail() -> None:
     assert not verdict_is_clear([1.2], 2.0) and verdict_is_clear([1.2], 2.0, pass_margin=1.5)
     assert not verdict_is_clear([4.0], 2.0, pass_margin=1.5)          # a fail still needs 3x
     assert verdict_is_clear([6.0], 2.0, pass_margin=1.5)
+
+
+def test_a_run_frees_its_tensors_when_it_ends(reference) -> None:
+    """No reference cycle through the interpreter: a submission's tensors die when the run ends, not at
+    some later cyclic GC pass (a tape that drops entries from weakref callbacks saw them fire mid-backward)."""
+    import gc
+    import weakref
+
+    from grader.programs.interpreter import start_program
+
+    program = chain(20, unrolled=False)
+    header, arrays = program.to_wire()
+    gc.disable()
+    try:
+        interpreter = start_program(reference.adapter, arrays)
+        interpreter.run(header["steps"])
+        alive = [weakref.ref(t) for t in interpreter.env.values() if hasattr(t, "data")]
+        del interpreter
+        assert alive and all(ref() is None for ref in alive)
+    finally:
+        gc.enable()

@@ -177,9 +177,6 @@ class Interpreter:
         self.kept: dict[str, Any] = {}
         self.result = RunResult()
         self.counter = 0
-        # bound once per run: a 10,000-op loop dispatches 10,000 steps, and the lookup is a third of that
-        self._handlers = {"binary": self._op_binary, "unary": self._op_unary, "tensor": self._op_tensor,
-                          "loop": self._op_loop}
 
     def run(self, steps: list[dict[str, Any]]) -> RunResult:
         self.run_part(steps)
@@ -204,15 +201,16 @@ class Interpreter:
         return self.result
 
     def _block(self, steps: list[dict[str, Any]]) -> None:
-        handlers = self._handlers
+        handlers = _HANDLERS
         for step in steps:
             index = self.counter
             self.counter += 1
             try:
                 handler = handlers.get(step["op"])
                 if handler is None:   # an unknown op raises as a missing method did: the step's error
-                    handler = getattr(self, "_op_" + step["op"])
-                handler(step)
+                    getattr(self, "_op_" + step["op"])(step)
+                else:
+                    handler(self, step)
             except _StepFailed:
                 raise
             except BaseException as exc:  # noqa: BLE001 - student code may raise anything, SystemExit too
@@ -365,6 +363,15 @@ class Interpreter:
             st.grad_is_none = False
             st.grad_problem = f"reading .grad raised {type(exc).__name__}: {_short(str(exc))}"
         return st
+
+
+# The hot steps' handlers, looked up once (a 10,000-op loop dispatches 10,000 steps, and building the
+# method name was a third of that). Plain functions, not bound methods kept on the instance: those would
+# make each Interpreter a reference cycle, freed only by the cyclic GC at some later moment instead of
+# when the run ends, and a submission whose tape drops entries from weakref callbacks then sees them
+# fire in the middle of its own backward.
+_HANDLERS = {"binary": Interpreter._op_binary, "unary": Interpreter._op_unary,
+             "tensor": Interpreter._op_tensor, "loop": Interpreter._op_loop}
 
 
 class _StepFailed(Exception):
