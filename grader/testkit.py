@@ -254,7 +254,7 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
              pass_margin: float) -> SpeedMeasurement:
     split = split_point(program.steps) if split_backward else None
     if reference is None:
-        _first_runs(lab, None, torch_ref, program, split, slow_limit_s, _Rounds())
+        _run_alone(lab, torch_ref, program, split, slow_limit_s)
         return SpeedMeasurement(None, 1, [], [])
     memo, earlier = _memo_for(lab, reference, program, split)
     if earlier:
@@ -267,7 +267,7 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
             raise again
     else:
         try:
-            memo.repeats, first = _first_runs(lab, reference, torch_ref, program, split, slow_limit_s, memo.data)
+            memo.repeats, first = _first_runs(lab, reference, program, split, slow_limit_s, memo.data)
         except AssertionError as exc:
             memo.failure = exc
             raise
@@ -287,20 +287,22 @@ def _measure(lab: Executor, reference: Executor | None, torch_ref: Executor, pro
                             list(data.ref_backward))
 
 
-def _first_runs(lab: Executor, reference: Executor | None, torch_ref: Executor, program: Program,
-                split: int | None, slow_limit_s: float, data: _Rounds
+def _run_alone(lab: Executor, torch_ref: Executor, program: Program, split: int | None,
+               slow_limit_s: float) -> None:
+    """Without a reference (``grader check``): one run of the Program itself, within the time limit,
+    checked against torch (the expectations file)."""
+    expected = torch_ref.run(program)
+    assert_same(program, expected, _first_lab_run(lab, program, split, slow_limit_s, None)[2])
+
+
+def _first_runs(lab: Executor, reference: Executor, program: Program, split: int | None,
+                slow_limit_s: float, data: _Rounds
                 ) -> tuple[int, tuple[tuple[float, float], tuple[float, float]] | None]:
-    """The first run of each side. With a reference, on variant 0 (the first fresh draws), the
-    submission's answer checked against the reference's on the same draws, as in every round; without
-    one (``grader check``), on the Program itself, checked against torch (the expectations file).
-    So the answers checked do not depend on the machine: variant 0 always, whatever the repeats.
-    Returns the repeats per round, and the first runs' (submission, reference) times when one run
-    is long enough to be round 0, else None."""
-    if reference is None:
-        expected = torch_ref.run(program)
-        first_lab = _first_lab_run(lab, program, split, slow_limit_s, None)
-        assert_same(program, expected, first_lab[2])
-        return 1, None
+    """The first run of each side, on variant 0 (the first fresh draws), the submission's answer
+    checked against the reference's on the same draws, as in every round. So the answers checked do
+    not depend on the machine: variant 0 always, whatever the repeats. Returns the repeats per
+    round, and the first runs' (submission, reference) times when one run is long enough to be
+    round 0, else None."""
     first = program.variant(data.variants)
     data.variants += 1
     first_ref = _timed_run(reference, first, split, None)
