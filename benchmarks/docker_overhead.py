@@ -1,9 +1,9 @@
 """Per-submission overhead of the docker sandbox: what one container costs before any test runs.
 
 Each repeat makes a container exactly as for a submission (the reference solution as the
-submission), then times: create, attach + start, the worker's hello (Python + NumPy + the
-submission imported), one small request, and removal (kill + remove). Prints the median
-of each phase. Usage: python benchmarks/docker_overhead.py [--repeats N]
+submission), then times: create, attach + start, the worker's connection to the frames' socket
+(Python + NumPy started), its hello (the submission imported), one small request, and removal
+(kill + remove). Prints the median of each phase. Usage: python benchmarks/docker_overhead.py [--repeats N]
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from grader.sandbox.protocol import read_frame, write_frame
 from grader.sandbox.base import SandboxLimits, WorkerSpec
 from grader.sandbox.docker_backend import (
-    attach, create_container, remove_container, stage_readable, worker_command,
+    SANDBOX_IDS, attach, create_container, remove_container, stage_readable, worker_command,
 )
+from grader.sandbox.unix_channel import Listener
 from grader.sandbox.image import docker_client, ensure_image
 
 REFERENCE = Path(__file__).resolve().parent.parent / "reference"
@@ -25,11 +26,16 @@ REFERENCE = Path(__file__).resolve().parent.parent / "reference"
 
 def one_submission(client, image: str, submission: Path, spec: WorkerSpec) -> dict[str, float]:
     marks = {"start": time.perf_counter()}
-    container_id = create_container(client, image, submission, spec.limits, worker_command(spec))
+    listener = Listener(owner=SANDBOX_IDS)
+    container_id = create_container(client, image, submission, spec.limits,
+                                    [*worker_command(spec), "--connect", listener.container_path],
+                                    channel_dir=listener.folder)
     marks["create"] = time.perf_counter()
-    stream = attach(client, container_id, spec.limits)
+    attached = attach(client, container_id, spec.limits)
     client.api.start(container_id)
     marks["attach+start"] = time.perf_counter()
+    stream = listener.accept(time.monotonic() + 60, lambda: False)
+    marks["connect"] = time.perf_counter()
     hello = read_frame(stream, 1 << 20)
     assert hello and hello[0].get("import_ok"), hello
     marks["hello"] = time.perf_counter()
@@ -37,6 +43,7 @@ def one_submission(client, image: str, submission: Path, spec: WorkerSpec) -> di
     read_frame(stream, 1 << 20)
     marks["request"] = time.perf_counter()
     stream.close()
+    attached.close()
     remove_container(client, container_id)
     marks["remove"] = time.perf_counter()
     names = list(marks)

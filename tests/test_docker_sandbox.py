@@ -32,11 +32,12 @@ from grader.sandbox.docker_backend import (  # noqa: E402
 # Runs in the container in place of the worker: hello, then per request exec(header["code"])
 # and reply {"result": result}, echoing the request's arrays.
 PROBE = r"""
-import os, sys
+import os, socket, sys
 from grader.sandbox.protocol import read_frame, write_frame
-out = os.fdopen(os.dup(1), "wb")
+channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+channel.connect(sys.argv[sys.argv.index("--connect") + 1])   # the frames' socket, as the worker does
+out, inp = channel.makefile("wb"), channel.makefile("rb")
 os.dup2(2, 1)
-inp = os.fdopen(os.dup(0), "rb")
 write_frame(out, {"type": "hello", "import_ok": True})
 while True:
     frame = read_frame(inp, 1 << 30)
@@ -294,6 +295,34 @@ def test_real_worker_reports_an_import_hang_as_a_failed_hello(client, sandbox_im
         assert hello["import_ok"] is False
         assert hello["error"]["type"] == "TimeoutError"
         assert box.container_id is None
+
+
+@pytest.mark.docker
+def test_the_frames_socket_takes_one_connection_and_is_gone_after_it(probe):
+    """The worker connects to the mounted socket before the submission is imported; after that one
+    connection the socket file (and its host folder) is gone, so code in the sandbox cannot reach the
+    grader by another connection, nor replace the worker's."""
+    result = probe(
+        "import socket, sys, os\n"
+        "path = sys.argv[sys.argv.index('--connect') + 1]\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "try:\n    s.connect(path); result = 'connected'\nexcept OSError as e:\n    result = type(e).__name__\n"
+        "result = [result, os.path.exists(path), sorted(os.listdir(os.path.dirname(path)))]\n")
+    assert result == ["FileNotFoundError", False, []]
+
+
+@pytest.mark.docker
+def test_a_worker_that_dies_before_it_connects_is_a_failed_hello_at_once(client, sandbox_image, submission):
+    box = DockerSandbox(WorkerSpec(submission, limits=SMALL), image=sandbox_image, client=client,
+                        command=["python3", "-c", "import sys; print('broken image', file=sys.stderr); sys.exit(3)"])
+    started = time.monotonic()
+    try:
+        hello = box.start()
+    finally:
+        box.close()
+    assert time.monotonic() - started < 10            # not the 60 s startup timeout
+    assert hello["import_ok"] is False and "stopped before it connected" in hello["error"]["message"]
+    assert "broken image" in hello["error"]["message"]
 
 
 @pytest.mark.docker

@@ -139,13 +139,13 @@ class Counting:
     def run(self, program):
         return self.executor.run(program)
 
-    def time(self, program, repeats, timeout=None):
+    def time(self, program, repeats, timeout=None, lean=False):
         self.timed += 1
-        return self.executor.time(program, repeats, timeout)
+        return self.executor.time(program, repeats, timeout, lean)
 
-    def time_split(self, program, split, timeout=None):
+    def time_split(self, program, split, timeout=None, lean=False):
         self.timed += 1
-        return self.executor.time_split(program, split, timeout)
+        return self.executor.time_split(program, split, timeout, lean)
 
 
 class Seeing(Counting):
@@ -156,9 +156,9 @@ class Seeing(Counting):
         super().__init__(executor)
         self.extra, self.seeds = extra, []
 
-    def time_split(self, program, split, timeout=None):
+    def time_split(self, program, split, timeout=None, lean=False):
         self.seeds.append(program.seed)
-        built, backward, evidence = super().time_split(program, split, timeout)
+        built, backward, evidence = super().time_split(program, split, timeout, lean)
         return built + self.extra, backward, evidence
 
 
@@ -238,6 +238,86 @@ def test_split_timing_through_the_sandbox_gives_the_same_evidence(tmp_path: Path
         assert_same(program, TorchExecutor().run(program), evidence)
         _, whole = lab.time(program, 1)        # a plain request after a split one still works
         assert_same(program, evidence, whole)
+    finally:
+        lab.close()
+
+
+def matmul(n: int, seed: int = 3) -> Program:
+    p = Program("matmul", seed=seed)
+    A = p.randn("A", (n, n), requires_grad=True)
+    B = p.randn("B", (n, n), requires_grad=True, scale=0.5)
+    C = p.tensor("C", np.arange(n * n, dtype=float).reshape(n, n) / (n * n))   # a literal: still shipped
+    loss = ((A @ B) * C).sum().named("loss")
+    p.backward(loss)
+    p.snapshot("grads", [loss, A, B])
+    return p
+
+
+@pytest.mark.parametrize("backend", ["local", "docker"])
+def test_a_lean_timed_run_draws_its_inputs_in_the_worker_and_sends_back_only_the_answer(backend: str) -> None:
+    """A timed request carries how to draw the random inputs, not their bytes, and its reply leaves the
+    inputs out (no echo, no data of the leaves made from them); the grads are those of a full run."""
+    asg = find_assignment("autograd-lab")
+    lab = start_executor(backend, ROOT / "reference", asg, "lab")
+    sent, replies = [], []
+    request = lab.sandbox.request
+
+    def spy(header, arrays, timeout):
+        sent.append((header, dict(arrays)))
+        reply = request(header, arrays, timeout)
+        replies.append(reply[1])
+        return reply
+
+    lab.sandbox.request = spy
+    try:
+        program = matmul(64).variant(2)
+        _, full = lab.time(program, 1)
+        _, lean = lab.time(program, 1, lean=True)
+        built, backward, lean_split = lab.time_split(program, split_point(program.steps), lean=True)
+    finally:
+        lab.close()
+    header, arrays = sent[1]
+    assert header["lean"] is True and set(arrays) == {"c2"}              # the literal only
+    assert set(header["program"]["draws"]) == {"r0", "r1"}
+    assert not [k for k in replies[1] if k.startswith("in_")] and any(k.startswith("in_") for k in replies[0])
+    for evidence in (lean, lean_split):
+        states = evidence.snapshots["grads"]
+        assert states["A"].data is None and states["B"].data is None and states["loss"].data is not None
+        assert states["A"].data_dtype == "float64"          # of a leaf's data, its dtype is still checked
+        for name in ("A", "B"):
+            np.testing.assert_array_equal(states[name].grad, full.snapshots["grads"][name].grad)
+        assert evidence.inputs_unchanged == {}
+    assert sent[2][0]["lean"] is True and "draws" in sent[2][0]["program"]   # the build request of the split run
+
+
+def test_draws_in_the_worker_are_the_hosts_draws_and_bad_specs_are_refused() -> None:
+    from grader.programs.draws import BadDraw, draw_arrays
+
+    program = matmul(8).variant(5)
+    header, _ = program.to_wire(draw_in_worker=True)
+    drawn = draw_arrays(header["draws"])
+    for key in ("r0", "r1"):
+        np.testing.assert_array_equal(drawn[key], program.arrays[key])
+    for bad in ({"r0": [1, 2, [10**5, 10**5], 1.0]}, {"r0": [1, 2, [3], float("nan")]}, {"r0": [-1, 0, [3], 1.0]},
+                {"r0": [1, True, [3], 1.0]}, {"r0": "x"}, [1]):
+        with pytest.raises(BadDraw):
+            draw_arrays(bad)
+
+
+def test_a_submission_that_fakes_the_drawn_inputs_fails_the_answer_check(reference, tmp_path: Path) -> None:
+    """The worker draws a lean run's inputs in the submission's own process: a submission that replaces the
+    draws (zeros: a trivial answer) computes on other inputs than the reference, and its answer is wrong."""
+    sneaky = tmp_path / "sneaky"
+    sneaky.mkdir()
+    source = (ROOT / "reference" / "autograd.py").read_text(encoding="utf-8")
+    (sneaky / "autograd.py").write_text(source + (
+        "\nimport grader.programs.draws as _d\n"
+        "_d.randn = lambda seed, draw, shape, scale=1.0: np.zeros(shape)\n"), encoding="utf-8")
+    lab = start_executor("local", sneaky, find_assignment("autograd-lab"), "lab")
+    try:
+        assert lab.import_error is None
+        with pytest.raises(Mismatch):
+            measure_speed(lab, reference, TorchExecutor(), matmul(32), rounds=3, slow_limit_s=10, limit=4.0)
     finally:
         lab.close()
 

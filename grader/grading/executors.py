@@ -57,10 +57,14 @@ class Executor(Protocol):
 
     def run(self, program: Program) -> RunResult: ...
 
-    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
-        """Host wall-clock seconds for ``repeats`` runs, and the evidence of the last run."""
+    def time(self, program: Program, repeats: int, timeout: float | None = None,
+             lean: bool = False) -> tuple[float, RunResult]:
+        """Host wall-clock seconds for ``repeats`` runs, and the evidence of the last run. ``lean``: the
+        random inputs are drawn by the executor and the evidence leaves the inputs out (``Interpreter``),
+        so a timed request carries the student's work, not megabytes of arrays."""
 
-    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+    def time_split(self, program: Program, split: int, timeout: float | None = None,
+                   lean: bool = False) -> tuple[float, float, RunResult]:
         """One run in two timed requests: steps[:split] (the graph), then the rest (backward);
         host seconds of each, and the evidence."""
 
@@ -81,18 +85,20 @@ class InProcessExecutor:
         header, arrays = program.to_wire()
         return run_program(self.adapter, header["steps"], arrays)
 
-    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
+    def time(self, program: Program, repeats: int, timeout: float | None = None,
+             lean: bool = False) -> tuple[float, RunResult]:
         header, arrays = program.to_wire()
         start = time.perf_counter()
         for _ in range(repeats - 1):
-            run_program(self.adapter, header["steps"], arrays)  # same work in every repeat (see the worker)
-        last = run_program(self.adapter, header["steps"], arrays)
+            run_program(self.adapter, header["steps"], arrays, lean=lean)  # same work in every repeat (see the worker)
+        last = run_program(self.adapter, header["steps"], arrays, lean=lean)
         return time.perf_counter() - start, last
 
-    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+    def time_split(self, program: Program, split: int, timeout: float | None = None,
+                   lean: bool = False) -> tuple[float, float, RunResult]:
         header, arrays = program.to_wire()
         start = time.perf_counter()
-        interpreter = start_program(self.adapter, arrays)
+        interpreter = start_program(self.adapter, arrays, lean=lean)
         interpreter.run_part(header["steps"][:split])
         middle = time.perf_counter()
         interpreter.run_part(header["steps"][split:])
@@ -153,8 +159,9 @@ class ExpectedTorch:
             self.record.add(program, result)
         return result
 
-    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
-        return self.live().time(program, repeats, timeout)
+    def time(self, program: Program, repeats: int, timeout: float | None = None,
+             lean: bool = False) -> tuple[float, RunResult]:
+        return self.live().time(program, repeats, timeout, lean)
 
     def live(self) -> TorchExecutor:
         if self._live is None:
@@ -188,8 +195,9 @@ class SandboxExecutor:
     def run(self, program: Program) -> RunResult:
         return self._request(program, {"type": "run"})[1]
 
-    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
-        return self._request(program, {"type": "time", "repeats": int(repeats)}, timeout)
+    def time(self, program: Program, repeats: int, timeout: float | None = None,
+             lean: bool = False) -> tuple[float, RunResult]:
+        return self._request(program, {"type": "time", "repeats": int(repeats)}, timeout, lean)
 
     def reset(self) -> None:
         """Re-import the submission in its worker, so one test's global state cannot leak into the next."""
@@ -208,17 +216,20 @@ class SandboxExecutor:
         else:
             self._restart()
 
-    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
-        header, arrays = program.to_wire()
-        built, _, _ = self._exchange(program, {"type": "build", "split": int(split), "program": header}, arrays,
-                                     timeout, expect="built")
+    def time_split(self, program: Program, split: int, timeout: float | None = None,
+                   lean: bool = False) -> tuple[float, float, RunResult]:
+        header, arrays = program.to_wire(draw_in_worker=lean)
+        request = {"type": "build", "split": int(split), "program": header, **({"lean": True} if lean else {})}
+        built, _, _ = self._exchange(program, request, arrays, timeout, expect="built")
         elapsed, reply, reply_arrays = self._exchange(program, {"type": "resume"}, {}, timeout)
-        return built, elapsed, self._evidence(program, reply, reply_arrays, arrays)
+        return built, elapsed, self._evidence(program, reply, reply_arrays, None if lean else arrays)
 
-    def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None) -> tuple[float, RunResult]:
-        header, arrays = program.to_wire()
-        elapsed, reply, reply_arrays = self._exchange(program, {**kind, "program": header}, arrays, timeout)
-        return elapsed, self._evidence(program, reply, reply_arrays, arrays)
+    def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None,
+                 lean: bool = False) -> tuple[float, RunResult]:
+        header, arrays = program.to_wire(draw_in_worker=lean)
+        request = {**kind, "program": header, **({"lean": True} if lean else {})}
+        elapsed, reply, reply_arrays = self._exchange(program, request, arrays, timeout)
+        return elapsed, self._evidence(program, reply, reply_arrays, None if lean else arrays)
 
     def _exchange(self, program: Program, request: dict[str, Any], arrays: dict[str, Any], timeout: float | None,
                   expect: str = "result") -> tuple[float, Any, dict[str, Any]]:
@@ -264,9 +275,10 @@ class SandboxExecutor:
         return SubmissionCrashed(what)
 
     def _evidence(self, program: Program, reply: dict[str, Any], reply_arrays: dict[str, Any],
-                  arrays: dict[str, Any]) -> RunResult:
+                  arrays: dict[str, Any] | None) -> RunResult:
+        """The reply as evidence; ``arrays`` None (a lean run): no inputs to judge, and none taken on trust."""
         try:
-            return run_result_from_wire(reply.get("result"), reply_arrays, arrays)
+            return run_result_from_wire(reply.get("result"), reply_arrays, arrays if arrays is not None else {})
         except MalformedEvidence as exc:
             raise self._crashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None
 

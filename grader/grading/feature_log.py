@@ -55,13 +55,15 @@ class FeatureRecorder:
         self._note(program)
         return self._executor.run(program)
 
-    def time(self, program: Program, repeats: int, timeout: float | None = None) -> tuple[float, RunResult]:
+    def time(self, program: Program, repeats: int, timeout: float | None = None,
+             lean: bool = False) -> tuple[float, RunResult]:
         self.note_timed(program)
-        return self._executor.time(program, repeats, timeout)
+        return self._executor.time(program, repeats, timeout, lean)
 
-    def time_split(self, program: Program, split: int, timeout: float | None = None) -> tuple[float, float, RunResult]:
+    def time_split(self, program: Program, split: int, timeout: float | None = None,
+                   lean: bool = False) -> tuple[float, float, RunResult]:
         self.note_timed(program)
-        return self._executor.time_split(program, split, timeout)  # type: ignore[attr-defined]
+        return self._executor.time_split(program, split, timeout, lean)  # type: ignore[attr-defined]
 
     def note_timed(self, program: Program) -> None:
         """Note a timed Program (also one whose measurement an earlier test made: see ``measure_speed``)."""

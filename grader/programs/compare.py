@@ -184,7 +184,10 @@ class Comparer:
                 stop([f"assert {name}.requires_grad is {exp.requires_grad!r}, "
                       f"f'{name}.requires_grad is {{{name}.requires_grad!r}}'"]), order=(1, pos),
                 subject=("requires_grad", name)))
-        self._array(label, name, "data", exp.data, got.data, got.data_dtype, got.data_problem, pos, stop)
+        if exp.data is None and exp.data_dtype is not None:   # a lean run's leaf: the dtype of its data only
+            self._dtype_only(name, "data", exp.data_dtype, got.data_dtype, got.data_problem, pos, stop)
+        else:
+            self._array(label, name, "data", exp.data, got.data, got.data_dtype, got.data_problem, pos, stop)
         if exp.grad_is_none != got.grad_is_none:
             want = "None" if exp.grad_is_none else "an array"
             details = [f"{name} = ...: {describe_step(self.p, name)}",
@@ -197,6 +200,20 @@ class Comparer:
                                          subject=("grad_none" if exp.grad_is_none else "grad_missing", name)))
         elif not exp.grad_is_none:
             self._array(label, name, "grad", exp.grad, got.grad, got.grad_dtype, got.grad_problem, pos, stop)
+
+    def _dtype_only(self, name: str, kind: str, exp_dtype: str, got_dtype: str | None, problem: str | None,
+                    pos: int, stop: Any) -> None:
+        """What ``_array`` checks of an array sent without its values: that it is one, of float64."""
+        expr, order = f"{name}.{kind}", (2, pos)
+        if problem or got_dtype is None:
+            self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", self._where(name, kind),
+                                         stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
+                                         order=order, subject=(kind, name)))
+        elif got_dtype != exp_dtype:
+            self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected {exp_dtype}", self._where(name, kind),
+                                         stop([f"assert np.asarray({expr}).dtype == np.{exp_dtype}, "
+                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order,
+                                         subject=(kind + "_dtype", name)))
 
     def _array(self, label: str, name: str, kind: str, exp: np.ndarray | None, got: np.ndarray | None,
                got_dtype: str | None, problem: str | None, pos: int, stop: Any) -> None:

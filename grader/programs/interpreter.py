@@ -145,8 +145,9 @@ class RunResult:
         return header, arrays
 
 
-def to_float_array(value: Any) -> tuple[np.ndarray | None, str | None, str | None]:
-    """(float64 copy, original dtype, problem) of whatever a student stored as data or grad."""
+def to_float_array(value: Any, copy: bool = True) -> tuple[np.ndarray | None, str | None, str | None]:
+    """(float64 copy, original dtype, problem) of whatever a student stored as data or grad;
+    without ``copy``, the same dtype and problem but no array (a lean run's leaf, see ``Interpreter``)."""
     if isinstance(value, _ndarray):
         arr = value
     elif isinstance(value, np.generic):  # a 0-d NumPy scalar, as np.sum returns: same values and shape ()
@@ -158,7 +159,7 @@ def to_float_array(value: Any) -> tuple[np.ndarray | None, str | None, str | Non
         return None, dtype, f"an array of dtype {dtype}, not a real number dtype"
     if arr.size > MAX_ELEMENTS:
         return None, dtype, f"an enormous array of {arr.size} elements"
-    return np.array(arr, dtype=np.float64, copy=True), dtype, None
+    return (np.array(arr, dtype=np.float64, copy=True) if copy else None), dtype, None
 
 
 def _short(text: str) -> str:
@@ -168,10 +169,17 @@ def _short(text: str) -> str:
 class Interpreter:
     """Executes Program steps on one adapter; one instance per run."""
 
-    def __init__(self, adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True) -> None:
+    def __init__(self, adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True,
+                 lean: bool = False) -> None:
         self.adapter = adapter
         self.arrays = arrays
-        self.pristine = {k: v.copy() for k, v in arrays.items()}
+        # lean: a timed run's evidence is what the answer check needs, the snapshots' values and grads,
+        # without the Program's inputs (no pristine copies, no echo of the inputs, and of the leaves made
+        # from them only the dtype of their data, not its values): whether inputs stay unchanged is the
+        # ops tests' check, not the speed tests'
+        self.lean = lean
+        self.pristine = {} if lean else {k: v.copy() for k, v in arrays.items()}
+        self.input_leaves: set[str] = set()
         self.take_snapshots = take_snapshots
         self.env: dict[str, Any] = {}
         self.kept: dict[str, Any] = {}
@@ -194,6 +202,8 @@ class Interpreter:
 
     def finish(self) -> RunResult:
         """The evidence, with whether the inputs are as they were (the host checks them again)."""
+        if self.lean:
+            return self.result
         self.result.inputs_unchanged = {
             k: bool(_array_equal(self.arrays[k], v)) for k, v in self.pristine.items()
         }
@@ -236,6 +246,8 @@ class Interpreter:
 
     def _op_tensor(self, step: dict[str, Any]) -> None:
         self.env[step["out"]] = self.adapter.tensor(self._value(step["value"]), bool(step["requires_grad"]))
+        if self.lean and "array" in step["value"]:
+            self.input_leaves.add(step["out"])
 
     def _op_binary(self, step: dict[str, Any]) -> None:
         a, b = self._operand(step["a"]), self._operand(step["b"])
@@ -307,7 +319,8 @@ class Interpreter:
 
     def _op_snapshot(self, step: dict[str, Any]) -> None:
         if self.take_snapshots:
-            self.result.snapshots[step["label"]] = {n: self._state(self.env[n]) for n in step["tensors"]}
+            self.result.snapshots[step["label"]] = {n: self._state(self.env[n], n not in self.input_leaves)
+                                                    for n in step["tensors"]}
 
     def _op_fact(self, step: dict[str, Any]) -> None:
         ts = [self.env[n] for n in step["tensors"]]
@@ -343,7 +356,7 @@ class Interpreter:
                   for b, gb in arrays[i + 1:] if _shares_memory(ga, gb)]
         return "; ".join(shared)
 
-    def _state(self, t: Any) -> TensorState:
+    def _state(self, t: Any, with_data: bool = True) -> TensorState:
         st = TensorState()
         try:
             rg = t.requires_grad
@@ -351,7 +364,7 @@ class Interpreter:
         except Exception as exc:  # noqa: BLE001
             st.requires_grad = f"error: {type(exc).__name__}"
         try:
-            st.data, st.data_dtype, st.data_problem = to_float_array(self.adapter.read_data(t))
+            st.data, st.data_dtype, st.data_problem = to_float_array(self.adapter.read_data(t), copy=with_data)
         except Exception as exc:  # noqa: BLE001
             st.data_problem = f"reading .data raised {type(exc).__name__}: {_short(str(exc))}"
         try:
@@ -389,15 +402,16 @@ def _student_traceback(exc: BaseException) -> str:
 
 
 def run_program(adapter: Adapter, steps: list[dict[str, Any]], arrays: dict[str, np.ndarray],
-                take_snapshots: bool = True) -> RunResult:
-    """Run ``steps`` on ``adapter`` with private copies of ``arrays``."""
-    return start_program(adapter, arrays, take_snapshots).run(steps)
+                take_snapshots: bool = True, lean: bool = False) -> RunResult:
+    """Run ``steps`` on ``adapter`` with private copies of ``arrays`` (``lean``: see ``Interpreter``)."""
+    return start_program(adapter, arrays, take_snapshots, lean).run(steps)
 
 
-def start_program(adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True) -> Interpreter:
+def start_program(adapter: Adapter, arrays: dict[str, np.ndarray], take_snapshots: bool = True,
+                  lean: bool = False) -> Interpreter:
     """An interpreter on private copies of ``arrays``, to run a Program in parts (``run_part``)."""
     own = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    return Interpreter(adapter, own, take_snapshots)
+    return Interpreter(adapter, own, take_snapshots, lean)
 
 
 def split_point(steps: list[dict[str, Any]]) -> int | None:

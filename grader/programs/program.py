@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from grader.programs import draws
 from grader.programs.features import Feature, program_features
 from grader.programs.ops import BLOCKS, FACTS, MAX_LOOP_TIMES
 
@@ -212,9 +213,16 @@ class Program:
 
     # ---- wire format ----
 
-    def to_wire(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def to_wire(self, draw_in_worker: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The JSON header and the arrays. ``draw_in_worker``: the seeded random arrays travel as how to
+        draw them (``header["draws"]``, see ``grader.programs.draws``), not as bytes: a timed run then
+        does not pay for shipping megabytes inside its timed request."""
         header = {"version": PROGRAM_VERSION, "title": self.title, "seed": self.seed, "steps": self.steps}
-        return header, dict(self.arrays)
+        if not draw_in_worker:
+            return header, dict(self.arrays)
+        drawn = {key: o for key, o in self.origins.items() if o.kind == "randn" and key in self.arrays}
+        header["draws"] = {key: draws.draw_spec(self.seed, o.draw, o.shape, o.scale) for key, o in drawn.items()}
+        return header, {key: arr for key, arr in self.arrays.items() if key not in drawn}
 
     def variant(self, k: int) -> Program:
         """The same steps on fresh random draws (seed ``(seed, k)`` mixed): for timed runs that must each
@@ -223,8 +231,7 @@ class Program:
         arrays, origins = dict(self.arrays), dict(self.origins)
         for key, origin in self.origins.items():
             if origin.kind == "randn":
-                arr = np.random.default_rng((seed, origin.draw)).standard_normal(origin.shape)
-                arrays[key] = arr * origin.scale if origin.scale != 1.0 else arr
+                arrays[key] = draws.randn(seed, origin.draw, origin.shape, origin.scale)
         return Program(title=self.title, seed=seed, steps=self.steps, arrays=arrays, origins=origins,
                        _names=set(self._names), _draws=self._draws)
 
@@ -272,8 +279,7 @@ class Program:
 
     def _add_randn(self, shape: tuple[int, ...], scale: float) -> str:
         key = f"r{self._draws}"
-        arr = np.random.default_rng((self.seed, self._draws)).standard_normal(shape)
-        self.arrays[key] = arr * scale if scale != 1.0 else arr
+        self.arrays[key] = draws.randn(self.seed, self._draws, shape, scale)
         self.origins[key] = _ArrayOrigin("randn", self._draws, shape, scale)
         self._draws += 1
         return key

@@ -1,9 +1,12 @@
 """The ``docker`` sandbox backend: one locked-down container per submission.
 
-The worker runs as the container's only process and speaks frames over its own
-stdin/stdout, which the grader reaches by attaching to the container (no tty).
-Docker multiplexes the attached stdout and stderr into 8-byte-headed chunks;
-``AttachedStream`` undoes that so ``grader.sandbox.protocol`` sees a plain byte stream.
+The worker runs as the container's only process and speaks frames over a Unix socket the
+grader listens on, in a folder mounted read-only into the container (``unix_channel``): the
+worker connects before it imports the submission, and the grader accepts that one connection.
+The grader also attaches to the container (no tty) for its stderr, where a native crash leaves
+its traceback, and to see it stop; Docker multiplexes the attached stdout and stderr into
+8-byte-headed chunks, which ``AttachedStream`` undoes. (Frames used to travel on the attached
+stdin/stdout: every byte through the engine, which cost more than the work at matmul sizes.)
 
 Containers carry the label ``autograd-grader=1`` and their owner's pid. They are
 removed by ``close()``, on a timeout or crash, at interpreter exit, on SIGTERM
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
 import signal
 import socket
 import struct
@@ -32,10 +36,12 @@ from grader.errors import SandboxError
 from grader.sandbox.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec, copy_submission
 from grader.sandbox.image import DOCKER_HINT, LABEL, docker_client, ensure_image
+from grader.sandbox.unix_channel import MOUNT as CHANNEL_MOUNT, ChannelError, Listener, SocketStream
 from grader.sandbox.worker_files import WORKER_MODULE
 
 SUBMISSION_MOUNT = "/submission"
 SANDBOX_USER = "10001:10001"
+SANDBOX_IDS = (10001, 10001)
 OWNER_LABEL = f"{LABEL}.owner"       # "<hostname>:<pid>" of the grader that made it
 _MUX_HEADER = struct.Struct(">BxxxL")  # stream type (1 stdout, 2 stderr), payload size
 _CHUNK = 1 << 16
@@ -155,11 +161,12 @@ def worker_command(spec: WorkerSpec) -> list[str]:
 
 
 def create_container(client: docker.DockerClient, image: str, submission_dir: Path,
-                     limits: SandboxLimits, command: list[str]) -> str:
+                     limits: SandboxLimits, command: list[str], channel_dir: str | None = None) -> str:
     """Create (not start) one locked-down sandbox container; returns its id.
 
     Stdin stays open for one attached client (``StdinOnce``): when the grader's
-    attachment goes away, even with the grader killed, the worker reads EOF and exits.
+    attachment goes away, even with the grader killed, the worker reads EOF and exits
+    (with ``channel_dir``, the folder of the frames' socket, mounted read-only, its socket's end does).
     """
     _install_exit_handlers()
     memory = f"{limits.memory_mb}m"
@@ -167,8 +174,9 @@ def create_container(client: docker.DockerClient, image: str, submission_dir: Pa
     host_config = client.api.create_host_config(
         network_mode="none", read_only=True,
         tmpfs={"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"},
-        mounts=[Mount(target=SUBMISSION_MOUNT, source=str(submission_dir), type="bind",
-                      read_only=True)],
+        mounts=[Mount(target=SUBMISSION_MOUNT, source=str(submission_dir), type="bind", read_only=True),
+                *([Mount(target=CHANNEL_MOUNT, source=channel_dir, type="bind", read_only=True)]
+                  if channel_dir is not None else [])],
         mem_limit=memory, memswap_limit=memory, pids_limit=limits.pids,
         nano_cpus=int(limits.cpus * 1e9),
         ulimits=[Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
@@ -316,7 +324,8 @@ class DockerSandbox:
         self._command = command or worker_command(spec)
         self._staged: tempfile.TemporaryDirectory | None = None
         self._container_id: str | None = None
-        self._stream: AttachedStream | None = None
+        self._stream: SocketStream | None = None       # the frames
+        self._attached: AttachedStream | None = None   # the container's stderr, and its end
 
     @property
     def container_id(self) -> str | None:
@@ -341,15 +350,25 @@ class DockerSandbox:
         self._image = self._image or _current_image(client)
         if self._staged is None:
             self._staged = stage_readable(self.spec)
+        listener = Listener(owner=SANDBOX_IDS)
         try:
             self._container_id = create_container(
-                client, self._image, Path(self._staged.name) / "submission", self.limits, self._command)
-            self._stream = attach(client, self._container_id, self.limits)
+                client, self._image, Path(self._staged.name) / "submission", self.limits,
+                [*self._command, "--connect", listener.container_path], channel_dir=listener.folder)
+            self._attached = attach(client, self._container_id, self.limits)
             client.api.start(self._container_id)
+            deadline = time.monotonic() + self.limits.startup_timeout_s
+            try:
+                self._stream = listener.accept(deadline, self._stopped)
+            except ChannelError as err:
+                return self._failed_hello("WorkerCrashed", str(self._crashed(f"the sandbox's worker failed to "
+                                                                             f"start: {err}")))
             self.hello = self._read_hello()
         except BaseException:
             self._discard()
             raise
+        finally:
+            listener.close()
         return self.hello
 
     def request(self, header: dict[str, Any], arrays: Arrays,
@@ -411,11 +430,38 @@ class DockerSandbox:
         self._discard()
         return WorkerCrashed(what + detail)
 
+    def _stopped(self) -> bool:
+        """Whether the container has stopped, from its attached stream (read if it has something)."""
+        attached = self._attached
+        if attached is None:
+            return True
+        sock = getattr(attached, "_sock", None)
+        while not attached.eof and sock is not None and select.select([sock], [], [], 0)[0]:
+            attached.deadline = time.monotonic() + 1.0
+            try:
+                attached.read(1 << 16)       # stdout is empty (the worker's goes to its capture file)
+            except (TimeoutError, OSError):
+                return True
+        return attached.eof
+
+    def _drain_stderr(self) -> None:
+        """Read the stopping container's stderr to its end (at most a few seconds)."""
+        attached = self._attached
+        if attached is None:
+            return
+        attached.deadline = time.monotonic() + 3.0
+        try:
+            while not attached.eof:
+                attached.read(1 << 16)
+        except (TimeoutError, OSError):
+            pass
+
     def _death_detail(self) -> str:
         """Why the container stopped (exit code, out of memory) and its stderr's tail."""
         parts = []
         try:
-            if self._stream.eof:          # the worker is exiting: let it finish
+            if self._stream is None or self._stream.eof:   # the worker is exiting: let it finish
+                self._drain_stderr()
                 self._client.api.wait(self._container_id, timeout=5)
             state = self._client.api.inspect_container(self._container_id)["State"]
             if state.get("OOMKilled"):
@@ -424,7 +470,7 @@ class DockerSandbox:
                 parts.append(f": exit code {state.get('ExitCode')}")
         except Exception:  # noqa: BLE001 - gone, or still running past the wait: no detail
             pass
-        stderr = bytes(self._stream.stderr).decode("utf-8", "replace").strip()
+        stderr = bytes(self._attached.stderr).decode("utf-8", "replace").strip() if self._attached else ""
         if stderr:
             parts.append(f"\nits last output:\n{stderr[-TAIL_CHARS:]}")
         return "".join(parts)
@@ -432,10 +478,12 @@ class DockerSandbox:
     def _discard(self) -> None:
         """Kill and remove the container; close the stream. Keeps the staged copy."""
         stream, self._stream = self._stream, None
+        attached, self._attached = self._attached, None
         container_id, self._container_id = self._container_id, None
         try:
-            if stream is not None:
-                stream.close()
+            for open_stream in (stream, attached):
+                if open_stream is not None:
+                    open_stream.close()
         finally:
             if container_id is not None:
                 remove_container(self._client, container_id)

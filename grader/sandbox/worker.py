@@ -29,6 +29,7 @@ import io
 import os
 import platform
 import signal
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from grader.programs.draws import BadDraw, draw_arrays
 from grader.programs.interpreter import Interpreter, LabAdapter, run_program, start_program
 from grader.sandbox.protocol import Arrays, ProtocolError, read_frame, write_frame
 
@@ -58,6 +60,15 @@ class Channel:
     def take(cls) -> Channel:
         """Duplicate fds 0 and 1 for the protocol (non-inheritable, as ``os.dup`` makes them)."""
         return cls(os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb"))
+
+    @classmethod
+    def connect(cls, path: str) -> Channel:
+        """Connect to the host's Unix socket (the Docker backend mounts it in): frames then go straight
+        to the grader, not through the engine's attach stream (its copies cost more than the work at
+        matmul sizes). The socket is non-inheritable, as Python makes every socket."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)
+        return cls(sock.makefile("rb"), sock.makefile("wb"))
 
     def send(self, header: dict[str, Any], arrays: Arrays | None = None) -> None:
         write_frame(self.writer, header, arrays)
@@ -206,6 +217,12 @@ def handle(request: dict[str, Any], arrays: Arrays, module: Any,
     kind = request.get("type")
     program = request.get("program")
     waiting, rest = pending.take() if pending is not None else (None, [])
+    lean = request.get("lean") is True
+    if isinstance(program, dict) and "draws" in program:
+        try:   # a timed run's random inputs: drawn here, not shipped (grader.programs.draws)
+            arrays = {**arrays, **draw_arrays(program["draws"])}
+        except BadDraw as exc:
+            return {"type": "error", "message": str(exc)}, {}
     if kind == "resume":
         if waiting is None:
             return {"type": "error", "message": "resume without a build just before it"}, {}
@@ -217,7 +234,7 @@ def handle(request: dict[str, Any], arrays: Arrays, module: Any,
         steps = program.get("steps") if isinstance(program, dict) else None
         if not isinstance(steps, list) or not isinstance(split, int) or not 0 < split < len(steps):
             return {"type": "error", "message": "a build request needs program steps and a split inside them"}, {}
-        pending.interpreter, pending.rest = start_program(LabAdapter(module), arrays), steps[split:]
+        pending.interpreter, pending.rest = start_program(LabAdapter(module), arrays, lean=lean), steps[split:]
         pending.interpreter.run_part(steps[:split])
         return {"type": "built"}, {}
     if kind not in ("run", "time"):
@@ -231,8 +248,8 @@ def handle(request: dict[str, Any], arrays: Arrays, module: Any,
     for _ in range(repeats - 1):
         # Every repeat reads its results as the last one does, so a lazy backward that only works when
         # .grad is read cannot look fast: all repeats do the same work, only the last is sent back.
-        run_program(adapter, program["steps"], arrays)
-    header, out = run_program(adapter, program["steps"], arrays).to_wire()
+        run_program(adapter, program["steps"], arrays, lean=lean)
+    header, out = run_program(adapter, program["steps"], arrays, lean=lean).to_wire()
     return {"type": "result", "result": header}, out
 
 
@@ -284,6 +301,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="capture file for the student's stdout/stderr (in the scratch dir)")
     parser.add_argument("--output-kb", type=int, default=64, help="captured output kept per reply")
     parser.add_argument("--frame-mb", type=int, default=64, help="largest request frame accepted")
+    parser.add_argument("--connect", default=None,
+                        help="speak frames over this Unix socket instead of stdin/stdout")
     return parser.parse_args(argv)
 
 
@@ -296,7 +315,7 @@ def hello(module_error: dict[str, str] | None, stdout: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     banned = tuple(b for b in (s.strip() for s in args.banned.split(",")) if b and b != args.module)
-    channel = Channel.take()
+    channel = Channel.connect(args.connect) if args.connect else Channel.take()
     capture = Capture(args.output_file, args.output_kb * 1024)
     # A native crash (ctypes, a segfault) leaves its Python traceback on the original stderr.
     faulthandler.enable(file=io.FileIO(os.dup(2), "w"), all_threads=False)

@@ -9,6 +9,7 @@ WORKER_FILES: tuple[str, ...] = (
     "grader/programs/__init__.py",
     "grader/programs/ops.py",
     "grader/programs/npy.py",
+    "grader/programs/draws.py",
     "grader/programs/interpreter.py",
     "grader/sandbox/__init__.py",
     "grader/sandbox/worker.py",
