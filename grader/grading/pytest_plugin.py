@@ -253,7 +253,7 @@ class GradingSession:
             stores: list[stored.Expectations] = []
             if record is None and self.seed == self.assignment.config.seed:
                 try:
-                    stores = [stored.Expectations.load(folder, name) for name in ("public", "hidden")
+                    stores = [stored.load_shared(folder, name) for name in ("public", "hidden")
                               if stored.exists(folder, name)]
                 except stored.ExpectationsError as exc:
                     raise GraderError(str(exc), hint="rebuild them: grader expectations build") from None

@@ -110,6 +110,10 @@ def warm_up() -> None:
     import grader.grading.pytest_plugin  # noqa: F401
     try:
         import grader.programs.diagnose  # noqa: F401 - torch, and the diagnosis's own modules
+        import torch
+
+        x = torch.ones(2, dtype=torch.float64, requires_grad=True)
+        torch.autograd.grad((x * x).sum(), [x])   # its first call imports sympy and torch.fx: a second
     except ImportError:  # pragma: no cover - a student's install; the suites will say so
         pass
 
