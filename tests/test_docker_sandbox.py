@@ -313,6 +313,16 @@ def test_the_frames_socket_takes_one_connection_and_is_gone_after_it(probe):
 
 
 @pytest.mark.docker
+def test_a_worker_that_writes_to_stderr_before_it_connects_still_starts(client, sandbox_image, submission):
+    """Output on the attached stderr while the worker starts is taken in, not mistaken for its end."""
+    slow = "import sys, time\nprint('warming up', file=sys.stderr, flush=True)\ntime.sleep(2)\n" + PROBE
+    with DockerSandbox(WorkerSpec(submission, limits=SMALL), image=sandbox_image, client=client,
+                       command=["python3", "-c", slow]) as box:
+        assert box.start().get("import_ok") is True
+        assert box.request({"code": "result = 7"}, {}, timeout=30)[0]["result"] == 7
+
+
+@pytest.mark.docker
 def test_a_worker_that_dies_before_it_connects_is_a_failed_hello_at_once(client, sandbox_image, submission):
     box = DockerSandbox(WorkerSpec(submission, limits=SMALL), image=sandbox_image, client=client,
                         command=["python3", "-c", "import sys; print('broken image', file=sys.stderr); sys.exit(3)"])

@@ -218,18 +218,16 @@ class SandboxExecutor:
 
     def time_split(self, program: Program, split: int, timeout: float | None = None,
                    lean: bool = False) -> tuple[float, float, RunResult]:
-        header, arrays = program.to_wire(draw_in_worker=lean)
-        request = {"type": "build", "split": int(split), "program": header, **({"lean": True} if lean else {})}
+        request, arrays, inputs = _wire_request(program, {"type": "build", "split": int(split)}, lean)
         built, _, _ = self._exchange(program, request, arrays, timeout, expect="built")
         elapsed, reply, reply_arrays = self._exchange(program, {"type": "resume"}, {}, timeout)
-        return built, elapsed, self._evidence(program, reply, reply_arrays, None if lean else arrays)
+        return built, elapsed, self._evidence(program, reply, reply_arrays, inputs)
 
     def _request(self, program: Program, kind: dict[str, Any], timeout: float | None = None,
                  lean: bool = False) -> tuple[float, RunResult]:
-        header, arrays = program.to_wire(draw_in_worker=lean)
-        request = {**kind, "program": header, **({"lean": True} if lean else {})}
+        request, arrays, inputs = _wire_request(program, kind, lean)
         elapsed, reply, reply_arrays = self._exchange(program, request, arrays, timeout)
-        return elapsed, self._evidence(program, reply, reply_arrays, None if lean else arrays)
+        return elapsed, self._evidence(program, reply, reply_arrays, inputs)
 
     def _exchange(self, program: Program, request: dict[str, Any], arrays: dict[str, Any], timeout: float | None,
                   expect: str = "result") -> tuple[float, Any, dict[str, Any]]:
@@ -275,10 +273,9 @@ class SandboxExecutor:
         return SubmissionCrashed(what)
 
     def _evidence(self, program: Program, reply: dict[str, Any], reply_arrays: dict[str, Any],
-                  arrays: dict[str, Any] | None) -> RunResult:
-        """The reply as evidence; ``arrays`` None (a lean run): no inputs to judge, and none taken on trust."""
+                  arrays: dict[str, Any]) -> RunResult:
         try:
-            return run_result_from_wire(reply.get("result"), reply_arrays, arrays if arrays is not None else {})
+            return run_result_from_wire(reply.get("result"), reply_arrays, arrays)
         except MalformedEvidence as exc:
             raise self._crashed(f"the worker sent malformed evidence for {program.title!r}: {exc}") from None
 
@@ -298,6 +295,15 @@ class SandboxExecutor:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+def _wire_request(program: Program, kind: dict[str, Any], lean: bool
+                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(request, arrays to send, inputs to judge the reply's echo against). A lean run sends how to draw
+    its random inputs and gets no echo back: no inputs to judge, and none taken on trust."""
+    header, arrays = program.to_wire(draw_in_worker=lean)
+    request = {**kind, "program": header, **({"lean": True} if lean else {})}
+    return request, arrays, {} if lean else arrays
 
 
 # ---- factories: an executor for a submission (or the reference) on a named backend ----

@@ -106,6 +106,11 @@ def _array_check(expr: str, exp: np.ndarray, worst: tuple[int, ...], rtol: float
     return lines
 
 
+def _order(kind: str, pos: int) -> tuple[int, int]:
+    """Where a difference in a tensor's data or grad sorts among the others."""
+    return (2, pos) if kind == "data" else (4, -pos)
+
+
 class Comparer:
     """Walks expected evidence in program order and collects differences from ``got``."""
 
@@ -203,32 +208,38 @@ class Comparer:
 
     def _dtype_only(self, name: str, kind: str, exp_dtype: str, got_dtype: str | None, problem: str | None,
                     pos: int, stop: Any) -> None:
-        """What ``_array`` checks of an array sent without its values: that it is one, of float64."""
-        expr, order = f"{name}.{kind}", (2, pos)
+        """What ``_array`` checks of an array sent without its values: that it is one, of its dtype."""
         if problem or got_dtype is None:
-            self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", self._where(name, kind),
-                                         stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
-                                         order=order, subject=(kind, name)))
+            self._not_an_array(name, kind, problem, self._where(name, kind), pos, stop)
         elif got_dtype != exp_dtype:
-            self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected {exp_dtype}", self._where(name, kind),
-                                         stop([f"assert np.asarray({expr}).dtype == np.{exp_dtype}, "
-                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order,
-                                         subject=(kind + "_dtype", name)))
+            self._wrong_dtype(name, kind, got_dtype, exp_dtype, self._where(name, kind), pos, stop)
+
+    def _not_an_array(self, name: str, kind: str, problem: str | None, where: list[str], pos: int,
+                      stop: Any) -> None:
+        expr = f"{name}.{kind}"
+        self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", where,
+                                     stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
+                                     order=_order(kind, pos), subject=(kind, name)))
+
+    def _wrong_dtype(self, name: str, kind: str, got_dtype: str | None, exp_dtype: str, where: list[str], pos: int,
+                     stop: Any) -> None:
+        expr = f"{name}.{kind}"
+        self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected {exp_dtype}", where,
+                                     stop([f"assert np.asarray({expr}).dtype == np.{exp_dtype}, "
+                                           f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]),
+                                     order=_order(kind, pos), subject=(kind + "_dtype", name)))
 
     def _array(self, label: str, name: str, kind: str, exp: np.ndarray | None, got: np.ndarray | None,
                got_dtype: str | None, problem: str | None, pos: int, stop: Any) -> None:
         if exp is None:
             return
-        expr = f"{name}.{kind}"
-        order = (2, pos) if kind == "data" else (4, -pos)
+        expr, order = f"{name}.{kind}", _order(kind, pos)
         if not problem and got is not None and got.shape == exp.shape and got_dtype == "float64" \
                 and np.allclose(got, exp, rtol=self.rtol, atol=self.atol, equal_nan=False):
             return                    # the common case: no difference, and no explanation to build
         where = self._where(name, kind)
         if problem or got is None:
-            self.diffs.append(Difference(f"{expr} is {problem or 'missing'}", where,
-                                         stop([f"assert isinstance({expr}, np.ndarray), f'{expr} is {{type({expr})}}'"]),
-                                         order=order, subject=(kind, name)))
+            self._not_an_array(name, kind, problem, where, pos, stop)
             return
         if got.shape != exp.shape:
             self.diffs.append(Difference(
@@ -236,10 +247,7 @@ class Comparer:
                 stop(_shape_check(expr, exp)), order=order, subject=(kind, name)))
             return
         if got_dtype != "float64":
-            self.diffs.append(Difference(f"{expr} has dtype {got_dtype}, expected float64", where,
-                                         stop([f"assert np.asarray({expr}).dtype == np.float64, "
-                                               f"f'{expr} has dtype {{np.asarray({expr}).dtype}}'"]), order=order,
-                                         subject=(kind + "_dtype", name)))
+            self._wrong_dtype(name, kind, got_dtype, "float64", where, pos, stop)
             return
         if not np.allclose(got, exp, rtol=self.rtol, atol=self.atol, equal_nan=False):
             details, worst = _value_details(exp, got, self.rtol, self.atol)

@@ -143,7 +143,7 @@ def load_shared(folder: Path, name: str) -> Expectations:
     arrays it hands out are read-only, so no test can change what the next one is compared with."""
     json_path, npz_path = folder / f"{name}.json", folder / f"{name}.npz"
     try:
-        stamp = tuple(v for p in (json_path, npz_path) for v in (p.stat().st_size, p.stat().st_mtime_ns))
+        stamp = tuple(v for st in (json_path.stat(), npz_path.stat()) for v in (st.st_size, st.st_mtime_ns))
     except OSError as exc:
         raise ExpectationsError(f"cannot read expectations {json_path} / {npz_path}: {exc}") from None
     key = (str(folder.resolve()), name)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import select
 import signal
 import socket
 import struct
@@ -36,7 +35,7 @@ from grader.errors import SandboxError
 from grader.sandbox.protocol import REPLY_HEADER_BYTES, ProtocolError, encode_frame, read_frame
 from grader.sandbox.base import Arrays, SandboxLimits, SandboxTimeout, WorkerCrashed, WorkerSpec, copy_submission
 from grader.sandbox.image import DOCKER_HINT, LABEL, docker_client, ensure_image
-from grader.sandbox.unix_channel import MOUNT as CHANNEL_MOUNT, ChannelError, Listener, SocketStream
+from grader.sandbox.unix_channel import MOUNT as CHANNEL_MOUNT, ChannelError, DeadlineSocket, Listener, SocketStream
 from grader.sandbox.worker_files import WORKER_MODULE
 
 SUBMISSION_MOUNT = "/submission"
@@ -54,40 +53,22 @@ _live_lock = threading.Lock()
 # --- the attached stream ---------------------------------------------------------
 
 
-class AttachedStream:
+class AttachedStream(DeadlineSocket):
     """Binary file-like view of an attached container: ``read`` is its stdout, ``write`` its stdin.
 
-    Every socket operation honours ``deadline`` (a ``time.monotonic()`` value) and raises
-    ``TimeoutError`` past it. The container's stderr is kept, capped to its last
-    ``stderr_limit`` bytes, in ``stderr``.
+    Every socket operation honours ``deadline`` (``DeadlineSocket``). The container's stderr is
+    kept, capped to its last ``stderr_limit`` bytes, in ``stderr``.
     """
 
     def __init__(self, sock: Any, stderr_limit: int) -> None:
+        super().__init__(getattr(sock, "_sock", sock))
         self._io = sock                                   # keeps the hijacked response alive
-        self._sock: socket.socket = getattr(sock, "_sock", sock)
         self._stdout = bytearray()
         self._left = 0                                    # payload bytes left in this chunk
         self._kind = 0
         self._eof = False
         self._stderr_limit = stderr_limit
         self.stderr = bytearray()
-        self.deadline: float | None = None
-
-    def _arm(self) -> None:
-        if self.deadline is None:
-            self._sock.settimeout(None)
-            return
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline passed")
-        self._sock.settimeout(remaining)
-
-    def _recv(self, n: int) -> bytes:
-        self._arm()
-        try:
-            return self._sock.recv(n)
-        except socket.timeout:
-            raise TimeoutError("deadline passed") from None
 
     @property
     def eof(self) -> bool:
@@ -131,16 +112,15 @@ class AttachedStream:
         del self._stdout[:n]
         return data
 
-    def write(self, data: bytes) -> int:
-        self._arm()
+    def pump_for(self, seconds: float, until_eof: bool) -> None:
+        """Take in what the container sent (its stderr, or its end) for at most ``seconds``: what is
+        there now, or (``until_eof``) everything until the stream ends. Never waits for stdout."""
+        self.deadline = time.monotonic() + seconds
         try:
-            self._sock.sendall(data)
-        except socket.timeout:
-            raise TimeoutError("deadline passed") from None
-        return len(data)
-
-    def flush(self) -> None:
-        """Nothing is buffered on the way in."""
+            while not self._eof and (until_eof or self.ready()):
+                self._pump()
+        except (TimeoutError, OSError):
+            pass
 
     def close(self) -> None:
         try:
@@ -432,36 +412,18 @@ class DockerSandbox:
 
     def _stopped(self) -> bool:
         """Whether the container has stopped, from its attached stream (read if it has something)."""
-        attached = self._attached
-        if attached is None:
+        if self._attached is None:
             return True
-        sock = getattr(attached, "_sock", None)
-        while not attached.eof and sock is not None and select.select([sock], [], [], 0)[0]:
-            attached.deadline = time.monotonic() + 1.0
-            try:
-                attached.read(1 << 16)       # stdout is empty (the worker's goes to its capture file)
-            except (TimeoutError, OSError):
-                return True
-        return attached.eof
-
-    def _drain_stderr(self) -> None:
-        """Read the stopping container's stderr to its end (at most a few seconds)."""
-        attached = self._attached
-        if attached is None:
-            return
-        attached.deadline = time.monotonic() + 3.0
-        try:
-            while not attached.eof:
-                attached.read(1 << 16)
-        except (TimeoutError, OSError):
-            pass
+        self._attached.pump_for(1.0, until_eof=False)
+        return self._attached.eof
 
     def _death_detail(self) -> str:
         """Why the container stopped (exit code, out of memory) and its stderr's tail."""
         parts = []
         try:
             if self._stream is None or self._stream.eof:   # the worker is exiting: let it finish
-                self._drain_stderr()
+                if self._attached is not None:
+                    self._attached.pump_for(3.0, until_eof=True)   # its stderr, to its end
                 self._client.api.wait(self._container_id, timeout=5)
             state = self._client.api.inspect_container(self._container_id)["State"]
             if state.get("OOMKilled"):

@@ -80,14 +80,13 @@ class Listener:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class SocketStream:
-    """Binary file-like view of the connected socket; every operation honours ``deadline``
-    (a ``time.monotonic()`` value) and raises ``TimeoutError`` past it."""
+class DeadlineSocket:
+    """A socket whose every operation honours ``deadline`` (a ``time.monotonic()`` value) and raises
+    ``TimeoutError`` past it; the frames' socket and Docker's attach stream are both one."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.deadline: float | None = None
-        self.eof = False
 
     def _arm(self) -> None:
         if self.deadline is None:
@@ -98,16 +97,16 @@ class SocketStream:
             raise TimeoutError("deadline passed")
         self._sock.settimeout(remaining)
 
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+    def _recv(self, n: int) -> bytes:
         self._arm()
         try:
-            data = self._sock.recv(n)
+            return self._sock.recv(n)
         except socket.timeout:
             raise TimeoutError("deadline passed") from None
-        if not data:
-            self.eof = True
-        return data
+
+    def ready(self) -> bool:
+        """Whether a read would not block (data, or the end of the stream)."""
+        return bool(select.select([self._sock], [], [], 0)[0])
 
     def write(self, data: bytes) -> int:
         self._arm()
@@ -119,6 +118,21 @@ class SocketStream:
 
     def flush(self) -> None:
         """Nothing is buffered on the way in."""
+
+
+class SocketStream(DeadlineSocket):
+    """Binary file-like view of the connected frames' socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.eof = False
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the stream)."""
+        data = self._recv(n)
+        if not data:
+            self.eof = True
+        return data
 
     def close(self) -> None:
         self._sock.close()
